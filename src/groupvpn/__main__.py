@@ -1,0 +1,3 @@
+from groupvpn.cli.main import main
+
+main()
