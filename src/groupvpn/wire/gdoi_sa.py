@@ -85,11 +85,12 @@ class GdoiId:
         ):
             size = len(self.data) // 2
             address = ipaddress.ip_address(self.data[:size])
-            mask = ipaddress.ip_address(self.data[size:])
-            try:
-                text = str(ipaddress.ip_network(f"{address}/{mask}", strict=False))
-            except ValueError:  # a non-contiguous mask
-                text = f"{address}/{mask}"
+            mask = int.from_bytes(self.data[size:])
+            prefix = mask.bit_count()
+            if mask == ((1 << prefix) - 1) << (size * 8 - prefix):
+                text = f"{address}/{prefix}"
+            else:  # a non-contiguous mask
+                text = f"{address}/{ipaddress.ip_address(self.data[size:])}"
         else:
             text = f"id-type-{self.id_type}:{self.data.hex()}"
         return f"{text}:{self.port}" if self.port else text

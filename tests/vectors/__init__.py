@@ -1,0 +1,1 @@
+"""Known-answer vectors, copied into the repository (tests never read /work/shared)."""

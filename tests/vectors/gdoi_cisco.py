@@ -1,0 +1,143 @@
+"""Cisco GDOI reference implementation traces, as reproduced in gdoi-wire.md §4 and §9.
+
+Source: the Cisco GDOI reference implementation (GitHub ``stv0g/gdoid``), debug
+traces ``samples/loopback/sample_output_ks`` (KS 127.0.0.2, GM 127.0.0.1, group
+ID_KEY_ID 1234, no KEK, two ESP TEKs) and ``samples/three-clients/sample_output_ks``
+(KS 10.0.224.44, KEK to 239.10.1.1:848, KEK SPI "abcdefgh01234567").  The traces
+predate RFC 6407, so everything here is the ``v1`` dialect (1-octet SA TEK ID
+lengths, POP fields after the SA KEK SPI).  Values were copied from gdoi-wire.md;
+the tests never read that file.
+"""
+
+from __future__ import annotations
+
+
+def _hex(text: str) -> bytes:
+    return bytes.fromhex("".join(text.split()))
+
+
+# --- loopback trace, phase 1 main mode as sent (gdoi-wire.md §9) ---------------------
+
+CKY_I = _hex("a91b9d50 35d8fc4f")
+CKY_R = _hex("272325e6 95db688b")
+
+MM1 = _hex(
+    """
+    a91b9d50 35d8fc4f 00000000 00000000 01100200 00000000 00000050 00000034
+    00000002 00000000 00000028 01010001 00000020 00010000 80010005 80020002
+    80030001 80040002 800b0001 800c0e10
+    """
+)
+
+MM2 = _hex(
+    """
+    a91b9d50 35d8fc4f 272325e6 95db688b 01100200 00000000 00000050 00000034
+    00000002 00000000 00000028 01010001 00000020 00010000 80010005 80020002
+    80030001 80040002 800b0001 800c0e10
+    """
+)
+
+MM3 = _hex(
+    """
+    a91b9d50 35d8fc4f 272325e6 95db688b 04100200 00000000 000000b4 0a000084
+    dc3805d3 83333156 c9377ebb 9edcbf1e f47a3568 35f919a1 c001bced 4200a7f1
+    ea756842 6f179a39 2bec73b5 a5ab53a4 2e23f6f8 d267445e e4162bdc 0383bf9f
+    413288a5 ca001eb0 03f4ac01 6aca97bb b2141f25 762db6bd 4c2553a9 a053dfa7
+    a4f3ea21 47859eba 999122da a3959ff7 37b276fd 1d610b88 f073296d 0899c928
+    00000014 8dabce1d 9668bad7 f285a090 9fe43631
+    """
+)
+
+MM4 = _hex(
+    """
+    a91b9d50 35d8fc4f 272325e6 95db688b 04100200 00000000 000000b4 0a000084
+    a7af4111 7b9995e6 60aee99e 47a6768e 643adad7 a97dcb1b 702ce452 15f17e6b
+    965190a9 992bcfaf 4d60ec3d ffa36cc6 66c47b8f c54057d3 63a9fdd3 f21c6f20
+    82e52265 2ffcc71d 6831fd89 406d3594 d049da95 7bd84063 e0b7e5ab be9521b8
+    fe09fea9 731031b8 f6a47b64 5e820c6d 139f6411 369bcb52 dab74e37 aeacc2e1
+    00000014 f4eab493 b1a92507 4050d5ba 598f3613
+    """
+)
+
+NI_B = _hex("8dabce1d9668bad7f285a0909fe43631")
+NR_B = _hex("f4eab493b1a925074050d5ba598f3613")
+
+#: MM5 as sent: encrypted (E flag set), so the cleartext decoder must refuse it.
+MM5 = _hex(
+    """
+    a91b9d50 35d8fc4f 272325e6 95db688b 05100201 00000000 0000005c 1dbe68d8
+    9cb1fadd ac9ce755 92ebee87 22241f8f 0b3893fb d51cfa4a 67bfc2d6 3387a344
+    db9a05ab d81b2da0 7fde6d17 3fd77a41 a3112203 519c8757 4c1fe705
+    """
+)
+
+# --- loopback trace, PULL message 2 GDOI SA (gdoi-wire.md §4.1) -----------------------
+# The whole SA payload, generic header included (Next Payload 0): no KEK, two SA TEKs
+# with 1-octet ID lengths.  Ports are as recorded (4 and 2; see gdoi-wire.md §4.1).
+
+PULL2_SA = _hex(
+    """
+    00000066 00000002 00000000 0010 0000
+    1000002b 01 00 01 0004 04 ac13892a 01 0004 04 efc00101 03 1122aabb
+             80040001 80050002 80010001 80020e10
+    0000002b 01 00 01 0002 04 ac13892a 01 0002 04 efc00102 03 3344ccdd
+             80040001 80050002 80010001 80020e10
+    """
+)
+
+# --- three-clients trace, SA KEK (gdoi-wire.md §4.2) ----------------------------------
+# Generic header included; Next Payload 16 because an SA TEK follows it in the SA.
+
+SAK = _hex(
+    """
+    10 00 0035 11 01 0350 04 0a00e02c 01 0350 04 ef0a0101
+    61626364656667683031323334353637 00000000
+    80020002 80050002 80060001
+    """
+)
+
+KEK_SPI = b"abcdefgh01234567"
+
+# --- three-clients trace, member 1 PULL 2 / PULL 4 plaintexts (gdoi-wire.md §9) --------
+# Payloads after the ISAKMP header, decrypted, including the zero padding.  The first
+# payload of both is HASH (8).
+
+PULL2_PLAINTEXT = _hex(
+    """
+    0a000018 ab8df0ff 90e2c084 0bb2bd08 e1b1a328 8ec714b1 01000014 29a5c670
+    d1ed0e52 e63f4a37 05f04e4f 0000009b 00000002 00000000 000f0000 10000035
+    11010350 040a00e0 2c010350 04ef0a01 01616263 64656667 68303132 33343536
+    37000000 00800200 02800500 02800600 01100000 2b010001 0000040a 00e02501
+    000004ef 01010103 1122aabb 80040002 80050002 80010001 8002003c 0000002b
+    01000100 00040a00 e0280100 0004ef01 01020333 44ccdd80 04000280 05000280
+    01000180 02003c00
+    """
+)
+PULL2_PADDING = 1
+
+#: Contains the KD of gdoi-wire.md §4.5: one KEK and two TEK key packets.
+PULL4_PLAINTEXT = _hex(
+    """
+    12000018 a97be846 efffb19c 1d48ebc1 f6341084 e6e1ec15 11000008 00000000
+    00000161 00030000 020000df 10616263 64656667 68303132 33343536 37000100
+    20495649 56495649 56414243 44454647 48494a4b 4c4d4e4f 50515253 54555657
+    58000200 a230819f 300d0609 2a864886 f70d0101 01050003 818d0030 81890281
+    8100be25 5ebdc6e5 fa2d7c56 e0345ae0 32a256c1 5a47edfc d0e005a2 9a69cdfd
+    627bb80c 67f6fa8f 1d54835e 944df0d7 3e0152d0 08a9c238 c9f3cea0 07d98e0d
+    08eee41c b54d9a02 ba92c47b d2bf296d 924d3209 23b53a5c 9aa9b1a6 7fdb3705
+    7bb08766 500d8a32 ffade1dc e8ba4d05 c909feef e1201421 5bb76d4c e7abea1c
+    020f0203 01000101 00003d04 1122aabb 00010018 41424344 45464748 494a4b4c
+    4d4e4f50 51525354 55565758 00020014 31323334 35363738 39303132 33343536
+    37383930 0100003d 043344cc dd000100 18464544 43424131 314c4b4a 49484732
+    32525150 4f4e4d33 33000200 14303132 33343536 37383930 31323334 35363738
+    39000000 00000000
+    """
+)
+PULL4_PADDING = 7
+
+KEK_IV = b"IVIVIVIV"
+KEK_KEY = b"ABCDEFGHIJKLMNOPQRSTUVWX"
+#: First octets of the GCKS RSA-1024 public key (DER SubjectPublicKeyInfo, 162 octets).
+KEK_SIG_KEY_PREFIX = _hex("30819f300d06092a864886f70d010101050003818d00308189028181")
+TEK1_KEYS = (b"ABCDEFGHIJKLMNOPQRSTUVWX", b"12345678901234567890")
+TEK2_KEYS = (b"FEDCBA11LKJIHG22RQPONM33", b"01234567890123456789")
