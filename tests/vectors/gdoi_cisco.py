@@ -141,3 +141,13 @@ KEK_KEY = b"ABCDEFGHIJKLMNOPQRSTUVWX"
 KEK_SIG_KEY_PREFIX = _hex("30819f300d06092a864886f70d010101050003818d00308189028181")
 TEK1_KEYS = (b"ABCDEFGHIJKLMNOPQRSTUVWX", b"12345678901234567890")
 TEK2_KEYS = (b"FEDCBA11LKJIHG22RQPONM33", b"01234567890123456789")
+
+# --- single payloads from the loopback trace (gdoi-wire.md §1.9, §1.10, §3.2) -----------
+# Generic header included.
+
+#: MM5 identification (Next Payload 8 = HASH): ID_IPV4_ADDR 127.0.0.1, protocol/port 0.
+MM5_ID = _hex("0800000c 01 00 0000 7f000001")
+#: MM5 INITIAL-CONTACT notify: DOI 1, protocol 1, SPI = both cookies.
+MM5_NOTIFY = _hex("0000001c 00000001 01 10 6002 a91b9d5035d8fc4f 272325e695db688b")
+#: PULL1 group identity: ID_KEY_ID 1234.
+PULL1_GROUP_ID = _hex("0000000c 0b 000000 000004d2")
