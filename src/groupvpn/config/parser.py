@@ -1,0 +1,244 @@
+"""Apply ``set`` lines to a configuration tree, walking the schema keyword by keyword.
+
+A line is all or nothing, as in Junos ``load set``: levels it would create are only
+attached once the whole line is accepted, so a rejected line leaves no trace except its
+diagnostic.  Every line is tried, so one run reports every bad line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from groupvpn.config.diagnostics import Diagnostic, Phase, quote_word
+from groupvpn.config.schema import ROOT, Choice, Container, Flag, Leaf, LeafList, Named
+from groupvpn.config.tokenizer import Token, TokenizeError, split_lines, tokenize_line
+from groupvpn.config.tree import Node, Setting
+from groupvpn.config.values import ValueProblem, ValueType
+
+_REDACTED = "<secret>"
+
+
+@dataclass(slots=True)
+class ParsedConfig:
+    """The tree built from the accepted lines, and the problems of the rejected ones."""
+
+    root: Node
+    source: str
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    # (path..., keyword) of statements set by a rejected line: the checks must not report
+    # them again as missing.
+    failed: set[tuple[str, ...]] = field(default_factory=set)
+
+
+class _Rejected(Exception):
+    """Ends the walk of one line; carries its diagnostic."""
+
+    def __init__(self, diagnostic: Diagnostic) -> None:
+        super().__init__(diagnostic.message)
+        self.diagnostic = diagnostic
+
+
+def parse(text: str, source: str) -> ParsedConfig:
+    result = ParsedConfig(Node(ROOT, (), 0), source)
+    for number, raw in enumerate(split_lines(text), start=1):
+        try:
+            tokens = tokenize_line(raw, number)
+        except TokenizeError as exc:
+            result.diagnostics.append(
+                Diagnostic(source, number, exc.message, headline="syntax error", phase=Phase.LOAD)
+            )
+            continue
+        if tokens:
+            _LineWalker(result, tokens, number).run()
+    return result
+
+
+class _LineWalker:
+    """Walks one line's tokens down the schema and applies the statement at the end."""
+
+    def __init__(self, result: ParsedConfig, tokens: tuple[Token, ...], number: int) -> None:
+        self.result = result
+        self.tokens = tokens
+        self.number = number
+        self.node = result.root
+        # Levels this line creates, attached to their parents only if the line is accepted.
+        self.attach: list[tuple[Node, str, Node]] = []
+
+    # -- diagnostics ----------------------------------------------------------------------
+
+    def _diag(self, statement: str | None, message: str, headline: str | None) -> _Rejected:
+        return _Rejected(
+            Diagnostic(
+                self.result.source,
+                self.number,
+                message,
+                path=self.node.path,
+                statement=statement,
+                headline=headline,
+                phase=Phase.LOAD,
+            )
+        )
+
+    def _syntax(self, token: Token, secret: bool = False) -> _Rejected:
+        if secret:
+            # Whatever follows a key's keyword may be part of the key: never echo it.
+            return self._diag(None, "syntax error.", "syntax error")
+        word = quote_word(token.text)
+        return self._diag(word, "syntax error.", f"syntax error: {word}")
+
+    def _missing(self, statement: str) -> _Rejected:
+        return self._diag(statement, "missing argument.", None)
+
+    def _bad_value(self, statement: str, token: Token, problem: ValueProblem) -> _Rejected:
+        headline = f"syntax error: {quote_word(token.text)}" if problem.syntax else None
+        return self._diag(statement, problem.message, headline)
+
+    # -- walking --------------------------------------------------------------------------
+
+    def run(self) -> None:
+        try:
+            self._walk()
+        except _Rejected as rejected:
+            self.result.diagnostics.append(rejected.diagnostic)
+            return
+        for parent, keyword, child in self.attach:
+            if child.name is None:
+                parent.containers[keyword] = child
+            else:
+                parent.named.setdefault(keyword, {})[child.name] = child
+
+    def _walk(self) -> None:
+        first = self.tokens[0]
+        if first.text != "set" or first.quoted:
+            word = quote_word(first.text)
+            raise self._diag(word, "only 'set' statements are supported.", f"syntax error: {word}")
+        if len(self.tokens) == 1:
+            raise self._missing("set")
+        schema: Container = ROOT
+        i = 1
+        while i < len(self.tokens):
+            token = self.tokens[i]
+            statement = schema.children.get(token.text)
+            if statement is None or token.is_open or token.is_close:
+                raise self._syntax(token)
+            keyword = token.text
+            rest = self.tokens[i + 1 :]
+            if isinstance(statement, Container):
+                self._descend(keyword, statement, None)
+                schema = statement
+                i += 1
+            elif isinstance(statement, Named):
+                self._descend(keyword, statement.body, self._name(keyword, statement, rest))
+                schema = statement.body
+                i += 2
+            else:
+                self._set(keyword, statement, rest)
+                return
+
+    def _descend(self, keyword: str, schema: Container, name: str | None) -> None:
+        parent = self.node
+        if name is None:
+            child = parent.containers.get(keyword)
+        else:
+            child = parent.named.get(keyword, {}).get(name)
+        if child is None:
+            path = (*parent.path, keyword) if name is None else (*parent.path, keyword, name)
+            child = Node(schema, path, self.number, name)
+            self.attach.append((parent, keyword, child))
+        self.node = child
+
+    def _name(self, keyword: str, statement: Named, rest: tuple[Token, ...]) -> str:
+        if not rest:
+            raise self._missing(keyword)
+        token = rest[0]
+        if token.is_open or token.is_close:
+            raise self._syntax(token)
+        try:
+            statement.name.parse(token.text)
+        except ValueProblem as problem:
+            raise self._bad_value(f"{keyword} {quote_word(token.text)}", token, problem) from None
+        return token.text
+
+    def _parse_value(
+        self, keyword: str, statement: str, value_type: ValueType, token: Token
+    ) -> Setting:
+        """Parse ``token`` for ``keyword``; ``statement`` is the text shown before the value."""
+        if token.is_open or token.is_close:
+            raise self._syntax(token, value_type.secret)
+        shown = _REDACTED if value_type.secret else quote_word(token.text)
+        try:
+            value = value_type.parse(token.text)
+        except ValueProblem as problem:
+            self.result.failed.add((*self.node.path, keyword))
+            if value_type.secret:
+                raise self._diag(statement, problem.message, None) from None
+            raise self._bad_value(f"{statement} {shown}", token, problem) from None
+        return Setting(value, self.number, f"{statement} {shown}")
+
+    def _set(
+        self, keyword: str, statement: Leaf | LeafList | Flag | Choice, rest: tuple[Token, ...]
+    ) -> None:
+        node = self.node
+        if isinstance(statement, Flag):
+            if rest:
+                raise self._syntax(rest[0])
+            node.leaves[keyword] = Setting(True, self.number, keyword)
+            return
+        if not rest:
+            raise self._missing(keyword)
+        if isinstance(statement, Leaf):
+            if len(rest) > 1:
+                raise self._syntax(rest[1], statement.value.secret)
+            setting = self._parse_value(keyword, keyword, statement.value, rest[0])
+            self._clear_exclusive(keyword)
+            node.leaves[keyword] = setting
+        elif isinstance(statement, LeafList):
+            settings = [
+                self._parse_value(keyword, keyword, statement.value, t) for t in self._list(rest)
+            ]
+            self._clear_exclusive(keyword)
+            current = node.lists.setdefault(keyword, [])
+            for setting in settings:
+                # A leaf-list holds each value once, in the order first set (as Junos).
+                if all(s.value != setting.value for s in current):
+                    current.append(setting)
+        else:
+            option_token = rest[0]
+            option = statement.options.get(option_token.text)
+            if option is None or option_token.quoted:
+                if statement.secret:
+                    expected = " ".join(statement.options)
+                    raise self._diag(
+                        keyword, f"syntax error, expecting one of: {expected}", "syntax error"
+                    )
+                raise self._syntax(option_token)
+            label = f"{keyword} {option_token.text}"
+            if len(rest) < 2:
+                raise self._missing(label)
+            if len(rest) > 2:
+                raise self._syntax(rest[2], option.secret)
+            setting = self._parse_value(keyword, label, option, rest[1])
+            setting.value = (option_token.text, setting.value)
+            node.leaves[keyword] = setting
+
+    def _list(self, rest: tuple[Token, ...]) -> tuple[Token, ...]:
+        """The values of ``X`` or ``[ X Y ... ]``; nothing may follow."""
+        if not rest[0].is_open:
+            if len(rest) > 1:
+                raise self._syntax(rest[1])
+            return rest[:1]
+        for end, token in enumerate(rest[1:], start=1):
+            if token.is_close:
+                if end == 1:
+                    raise self._diag("[ ]", "missing argument.", None)
+                if end + 1 < len(rest):
+                    raise self._syntax(rest[end + 1])
+                return rest[1:end]
+            if token.is_open:
+                raise self._syntax(token)
+        raise self._diag(None, "missing ']'.", "syntax error")
+
+    def _clear_exclusive(self, keyword: str) -> None:
+        for other in self.node.schema.exclusive_with(keyword):
+            self.node.leaves.pop(other, None)
+            self.node.lists.pop(other, None)
