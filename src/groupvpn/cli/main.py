@@ -5,12 +5,16 @@ from __future__ import annotations
 import click
 
 from groupvpn import __version__
+from groupvpn.cli.check import check
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="groupvpn")
 def cli() -> None:
     """Group VPN key server and group member (GDOI over IKEv1, Junos-style configuration)."""
+
+
+cli.add_command(check)
 
 
 def main() -> None:
