@@ -306,3 +306,12 @@ def test_payload_bodies_do_not_depend_on_dialect():
         for dialect in (V1, V2):
             ctx = DecodeContext(ExchangeType.AGGRESSIVE, dialect)
             assert type(payload).decode_body(Buffer(body), ctx) == payload
+
+
+def test_encoders_refuse_what_the_decoders_reject():
+    # Fixed alongside the GDOI codecs: these used to encode octets our own decoder refuses.
+    with pytest.raises(ValueError):
+        SaPayload(Doi.GDOI, 0, ()).encode_body()
+    for size in (0, 7, 257):
+        with pytest.raises(ValueError):
+            NoncePayload(bytes(size)).encode_body()

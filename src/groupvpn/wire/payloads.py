@@ -153,6 +153,9 @@ class SaPayload(Payload):
     proposals: tuple[Proposal, ...]
 
     def encode_body(self) -> bytes:
+        if not self.proposals:
+            # decode_body requires at least one proposal (RFC 2408 §3.4).
+            raise ValueError("an SA payload needs at least one proposal")
         out = Buffer()
         out.push_uint32(self.doi)
         out.push_uint32(self.situation)
@@ -215,6 +218,11 @@ class VendorIdPayload(_OpaquePayload):
 @dataclass(frozen=True, slots=True)
 class NoncePayload(_OpaquePayload):
     payload_type: ClassVar[int] = PayloadType.NONCE
+
+    def encode_body(self) -> bytes:
+        if not 8 <= len(self.data) <= 256:
+            raise ValueError(f"nonce of {len(self.data)} octets (must be 8..256)")
+        return self.data
 
     @classmethod
     def decode_body(cls, buf: Buffer, ctx: DecodeContext) -> Self:
