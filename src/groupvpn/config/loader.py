@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address
 from pathlib import Path
-from types import MappingProxyType
 from typing import TypeVar, cast
 
 from groupvpn.config import model
@@ -94,13 +93,11 @@ def _gateway(node: Node, policies: dict[str, model.IkePolicy]) -> model.IkeGatew
 
 def _ike(node: Node | None) -> model.IkeConfig:
     if node is None:
-        return model.IkeConfig(MappingProxyType({}), MappingProxyType({}), MappingProxyType({}))
+        return model.IkeConfig({}, {}, {})
     proposals = {name: _proposal(n) for name, n in node.objects("proposal").items()}
     policies = {name: _policy(n, proposals) for name, n in node.objects("policy").items()}
     gateways = {name: _gateway(n, policies) for name, n in node.objects("gateway").items()}
-    return model.IkeConfig(
-        MappingProxyType(proposals), MappingProxyType(policies), MappingProxyType(gateways)
-    )
+    return model.IkeConfig(proposals, policies, gateways)
 
 
 def _build(root: Node) -> model.Config:

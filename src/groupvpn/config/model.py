@@ -103,11 +103,15 @@ class IkeGateway:
 
 @dataclass(frozen=True, slots=True)
 class IkeConfig:
-    """``[edit security group-vpn (server | member) ike]``; mappings keep file order."""
+    """``[edit security group-vpn (server | member) ike]``; the dicts keep file order.
 
-    proposals: Mapping[str, IkeProposal]
-    policies: Mapping[str, IkePolicy]
-    gateways: Mapping[str, IkeGateway]
+    Plain dicts (not read-only proxies) so models can be copied, pickled and compared;
+    treat them as read-only.
+    """
+
+    proposals: dict[str, IkeProposal]
+    policies: dict[str, IkePolicy]
+    gateways: dict[str, IkeGateway]
 
 
 @dataclass(frozen=True, slots=True)

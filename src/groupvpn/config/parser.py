@@ -83,7 +83,7 @@ class _LineWalker:
         if secret:
             # Whatever follows a key's keyword may be part of the key: never echo it.
             return self._diag(None, "syntax error.", "syntax error")
-        word = quote_word(token.text)
+        word = token.text if token.is_open or token.is_close else quote_word(token.text)
         return self._diag(word, "syntax error.", f"syntax error: {word}")
 
     def _missing(self, statement: str) -> _Rejected:
@@ -109,7 +109,7 @@ class _LineWalker:
 
     def _walk(self) -> None:
         first = self.tokens[0]
-        if first.text != "set" or first.quoted:
+        if first.text != "set":
             word = quote_word(first.text)
             raise self._diag(word, "only 'set' statements are supported.", f"syntax error: {word}")
         if len(self.tokens) == 1:
@@ -187,6 +187,8 @@ class _LineWalker:
         if not rest:
             raise self._missing(keyword)
         if isinstance(statement, Leaf):
+            if rest[0].is_open or rest[0].is_close:
+                raise self._syntax(rest[0], statement.value.secret)
             if len(rest) > 1:
                 raise self._syntax(rest[1], statement.value.secret)
             setting = self._parse_value(keyword, keyword, statement.value, rest[0])
@@ -205,7 +207,7 @@ class _LineWalker:
         else:
             option_token = rest[0]
             option = statement.options.get(option_token.text)
-            if option is None or option_token.quoted:
+            if option is None:
                 if statement.secret:
                     expected = " ".join(statement.options)
                     raise self._diag(
