@@ -1,5 +1,7 @@
 """A tiny capture reader for test vectors: UDP over IPv4 out of pcap or pcapng files.
 
+Plus :func:`split_payloads`, a generic-header-only ISAKMP payload slicer.
+
 Stdlib only, so that key-derivation tests do not need tshark or scapy.  It reads
 classic pcap (either byte order, micro- or nanosecond magic) and pcapng (the
 Section Header, Interface Description, Enhanced and Simple Packet blocks; the
@@ -161,3 +163,23 @@ def isakmp_messages(path: str | Path, port: int | None = None) -> list[UdpDatagr
         for d in udp_datagrams(path)
         if port is None or port in (d.sport, d.dport)
     ]
+
+
+def split_payloads(data: bytes, first_type: int, start: int = 0) -> list[tuple[int, bytes]]:
+    """ISAKMP payloads as (type, octets incl. the generic header), following Next Payload.
+
+    Only the 4-octet generic headers (RFC 2408 §3.2) are read, so key-derivation
+    tests can slice payloads without depending on any payload decoder; octets
+    after the payload whose Next Payload is 0 (cipher padding) are ignored.
+    """
+    out = []
+    current, pos = first_type, start
+    while current != 0:
+        if pos + 4 > len(data):
+            raise ValueError(f"payload {current} header runs past the end at {pos}")
+        following, _, length = struct.unpack_from("!BBH", data, pos)
+        if length < 4 or pos + length > len(data):
+            raise ValueError(f"payload {current} has a bad length {length} at {pos}")
+        out.append((current, data[pos : pos + length]))
+        current, pos = following, pos + length
+    return out

@@ -11,8 +11,6 @@ payload classes, so these tests check the formulas and nothing else.
 
 from __future__ import annotations
 
-import struct
-
 import pytest
 
 from groupvpn.crypto import keymat
@@ -23,23 +21,12 @@ from groupvpn.wire.constants import HEADER_LENGTH, ExchangeType, PayloadType
 from groupvpn.wire.dialect import V1
 from groupvpn.wire.message import decode_payloads, pull_header
 from groupvpn.wire.payloads import DecodeContext, HashPayload, IdPayload, NotifyPayload
+from tests.pcaputil import split_payloads
 from tests.vectors import cisco_loopback as vec
 
 SHA1 = HASHES["sha1"]
 TDES = CIPHERS["3des-cbc"]
 BLOCK = TDES.block_size
-
-
-def split_payloads(data: bytes, first_type: int, start: int = 0) -> list[tuple[int, bytes]]:
-    """(type, whole payload incl. generic header) along the Next Payload chain; padding ignored."""
-    out = []
-    current, pos = first_type, start
-    while current != PayloadType.NONE:
-        following, _, length = struct.unpack_from("!BBH", data, pos)
-        assert length >= 4 and pos + length <= len(data)
-        out.append((current, data[pos : pos + length]))
-        current, pos = following, pos + length
-    return out
 
 
 def body(payloads: list[tuple[int, bytes]], payload_type: int) -> bytes:
