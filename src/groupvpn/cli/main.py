@@ -6,12 +6,17 @@ import click
 
 from groupvpn import __version__
 from groupvpn.cli.check import check
+from groupvpn.cli.daemons import member, server
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="groupvpn")
 def cli() -> None:
     """Group VPN key server and group member (GDOI over IKEv1, Junos-style configuration)."""
+
+
+cli.add_command(server)
+cli.add_command(member)
 
 
 cli.add_command(check)

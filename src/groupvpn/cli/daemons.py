@@ -1,0 +1,127 @@
+"""``groupvpn server`` and ``groupvpn member``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+import click
+
+from groupvpn.config import ConfigError, load_config_file
+from groupvpn.config.model import Config, IkeGateway
+from groupvpn.runtime.binding import PHASE1_DOIS
+from groupvpn.runtime.daemons import (
+    DEFAULT_PORT,
+    DaemonOptions,
+    StartupError,
+    run_member,
+    run_server,
+)
+
+
+def _setup_logging(role: str, verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format=f"%(asctime)s groupvpn-{role}[%(process)d]: %(message)s",
+        datefmt="%Y-%m-%d %H:%M:%S",
+        stream=sys.stderr,
+    )
+
+
+def _load(path: str) -> Config:
+    try:
+        return load_config_file(path)
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(1)
+
+
+def _run(
+    role: str,
+    gateways: list[IkeGateway],
+    options: DaemonOptions,
+    runner: Callable[[list[IkeGateway], DaemonOptions], Coroutine[Any, Any, int]],
+) -> None:
+    if not gateways:
+        click.echo(
+            f"error: no IKE gateway configured under [edit security group-vpn {role} ike]", err=True
+        )
+        sys.exit(1)
+    try:
+        status = asyncio.run(runner(gateways, options))
+    except StartupError as exc:
+        logging.getLogger("groupvpn").error("cannot start: %s", exc)
+        sys.exit(1)
+    sys.exit(status)
+
+
+_common_options = [
+    click.option(
+        "-c",
+        "--config",
+        "config_path",
+        required=True,
+        type=click.Path(dir_okay=False),
+        help="Junos 'set' configuration file.",
+    ),
+    click.option(
+        "--port",
+        type=click.IntRange(1, 65535),
+        default=DEFAULT_PORT,
+        show_default=True,
+        help="UDP port for IKE/GDOI (848 is the GDOI port).",
+    ),
+    click.option(
+        "--phase1-doi",
+        type=click.Choice(sorted(PHASE1_DOIS)),
+        default="gdoi",
+        show_default=True,
+        help="DOI in the Phase 1 SA we send (ipsec lets tshark decrypt captures).",
+    ),
+    click.option(
+        "--debug-keys",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="Append 'icookie,key' lines for Wireshark's IKEv1 decryption table "
+        "(file mode 0600; debugging only).",
+    ),
+    click.option("-v", "--verbose", is_flag=True, help="Debug logging."),
+]
+
+
+def _with_common_options(func: Callable[..., None]) -> Callable[..., None]:
+    for option in reversed(_common_options):
+        func = option(func)
+    return func
+
+
+def _options(port: int, phase1_doi: str, debug_keys: Path | None) -> DaemonOptions:
+    return DaemonOptions(port=port, phase1_doi=PHASE1_DOIS[phase1_doi], debug_keys=debug_keys)
+
+
+@click.command()
+@_with_common_options
+def server(
+    config_path: str, port: int, phase1_doi: str, debug_keys: Path | None, verbose: bool
+) -> None:
+    """Run the group key server (answers IKE Phase 1 from the configured gateways)."""
+    _setup_logging("server", verbose)
+    config = _load(config_path)
+    gateways = list(config.server.ike.gateways.values()) if config.server else []
+    _run("server", gateways, _options(port, phase1_doi, debug_keys), run_server)
+
+
+@click.command()
+@_with_common_options
+def member(
+    config_path: str, port: int, phase1_doi: str, debug_keys: Path | None, verbose: bool
+) -> None:
+    """Run a group member (initiates IKE Phase 1 to its configured key servers)."""
+    _setup_logging("member", verbose)
+    config = _load(config_path)
+    gateways = list(config.member.ike.gateways.values()) if config.member else []
+    _run("member", gateways, _options(port, phase1_doi, debug_keys), run_member)

@@ -1,0 +1,90 @@
+"""The asyncio shell around one sans-IO :class:`IkeEndpoint` on one UDP socket.
+
+It owns the socket and the single timer, feeds datagrams and ``loop.time()``
+into the core, sends what the core queued and hands events to a callback.
+Nothing protocol-related happens here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import cast
+
+from groupvpn.ike.endpoint import IkeEndpoint
+from groupvpn.ike.events import Address, IkeEvent
+
+log = logging.getLogger("groupvpn")
+
+
+class EndpointProtocol(asyncio.DatagramProtocol):
+    def __init__(self, endpoint: IkeEndpoint, on_event: Callable[[IkeEvent], None]) -> None:
+        self.endpoint = endpoint
+        self._on_event = on_event
+        self._loop = asyncio.get_running_loop()
+        self._transport: asyncio.DatagramTransport | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+
+    # -- asyncio callbacks ----------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # create_datagram_endpoint always hands over a datagram transport, though
+        # asyncio's selector implementation does not subclass DatagramTransport.
+        self._transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
+        peer: Address = (str(addr[0]), int(addr[1]))
+        self.endpoint.receive_datagram(data, peer, self._loop.time())
+        self.pump()
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP errors (port unreachable, ...) surface here; the core's own
+        # retransmission and timeouts decide what they mean.
+        log.debug("socket error: %s", exc)
+
+    # -- driving the core -------------------------------------------------------------
+
+    def pump(self) -> None:
+        """Send what the core queued, deliver its events, re-arm its timer."""
+        if self._transport is not None:
+            for data, addr in self.endpoint.datagrams_to_send():
+                self._transport.sendto(data, addr)
+        while (event := self.endpoint.next_event()) is not None:
+            self._on_event(event)
+        self._arm_timer()
+
+    def _arm_timer(self) -> None:
+        when = self.endpoint.get_timer()
+        if when == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = when
+        self._timer = None if when is None else self._loop.call_at(when, self._fire)
+
+    def _fire(self) -> None:
+        assert self._timer_at is not None
+        # Never hand the core a time before the deadline it asked for (aioquic's rule).
+        now = max(self._timer_at, self._loop.time())
+        self._timer = self._timer_at = None
+        self.endpoint.handle_timer(now)
+        self.pump()
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._transport is not None:
+            self._transport.close()
+
+
+async def open_endpoint(
+    endpoint: IkeEndpoint, port: int, on_event: Callable[[IkeEvent], None]
+) -> EndpointProtocol:
+    loop = asyncio.get_running_loop()
+    _, protocol = await loop.create_datagram_endpoint(
+        lambda: EndpointProtocol(endpoint, on_event),
+        local_addr=(endpoint.local_address, port),
+    )
+    return protocol
