@@ -4,7 +4,7 @@ Meant for our own daemons, e.g.::
 
     gw = pair.daemon(   # == daemon_in(pair, ...): started now, stopped at teardown
         pair.b,
-        [sys.executable, "-m", "groupvpn", "server", "-c", conf, "--port", "500"],
+        groupvpn_argv("server", conf, debug_keys=tmp_path / "keys"),
         tmp_path / "server.log",
     )
     m = gw.wait_for_line(IKE_SA_UP, timeout=10)
@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -43,12 +44,37 @@ IKE_SA_FAILED = re.compile(
 )
 
 
+def groupvpn_argv(
+    role: str,
+    conf: str | os.PathLike[str],
+    *,
+    port: int = 500,
+    debug_keys: str | os.PathLike[str] | None = None,
+    extra: Sequence[str] = (),
+) -> list[str]:
+    """Command line of our daemon: ``role`` is ``"server"`` or ``"member"``."""
+    argv = [sys.executable, "-m", "groupvpn", role, "-c", str(conf), "--port", str(port)]
+    if debug_keys is not None:
+        argv += ["--debug-keys", str(debug_keys)]
+    return [*argv, *extra]
+
+
 class DaemonError(AssertionError):
     """A daemon did not behave as expected (exited early, line not seen, ...)."""
 
 
-def read_debug_keys(path: str | os.PathLike[str]) -> list[tuple[str, str]]:
-    """Parse a ``--debug-keys`` file: one ``icookie_hex,ka_hex`` per line."""
+def read_debug_keys(
+    path: str | os.PathLike[str], *, require_private: bool = True
+) -> list[tuple[str, str]]:
+    """Parse a ``--debug-keys`` file: one ``icookie_hex,ka_hex`` per line.
+
+    With ``require_private`` (the default) the file must not be accessible to
+    group or others (our daemons write it with mode 0600).  The result goes
+    straight to :func:`tests.interop.tshark.decode` as ``keys``.
+    """
+    mode = os.stat(path).st_mode & 0o777
+    if require_private and mode & 0o077:
+        raise AssertionError(f"{path} has mode {mode:04o}, expected no group/other access")
     keys: list[tuple[str, str]] = []
     for raw in Path(path).read_text().splitlines():
         line = raw.strip()
@@ -228,5 +254,6 @@ __all__ = [
     "DaemonError",
     "DaemonProcess",
     "daemon_in",
+    "groupvpn_argv",
     "read_debug_keys",
 ]

@@ -181,6 +181,7 @@ class NetnsPair:
     addr_b: str = ADDR_B
     prefixlen: int = PREFIXLEN
     ipv6: bool = False
+    term_timeout: float = 3.0
     processes: list[subprocess.Popen[Any]] = field(default_factory=list)
 
     @property
@@ -237,12 +238,12 @@ class NetnsPair:
     def stop_processes(self) -> None:
         """Stop everything started through this pair, then anything left in the namespaces."""
         for proc in reversed(self.processes):
-            terminate_process(proc)
+            terminate_process(proc, self.term_timeout)
         # Grandchildren (or anything a test started by hand) still in our own
         # private namespaces: stop them by PID too, or the namespace lingers.
         for ns in self.namespaces:
             for pid in netns_pids(ns):
-                terminate_pid(pid)
+                terminate_pid(pid, self.term_timeout)
 
 
 def _setup(pair: NetnsPair) -> None:
@@ -256,8 +257,10 @@ def _setup(pair: NetnsPair) -> None:
     sides = ((pair.a, pair.iface_a, pair.addr_a), (pair.b, pair.iface_b, pair.addr_b))
     for ns, iface, addr in sides:
         if not pair.ipv6:
-            # no IPv6 ND/MLD chatter on the link: captures hold only test traffic
-            pair.run(ns, ["sysctl", "-q", "-w", f"net.ipv6.conf.{iface}.disable_ipv6=1"])
+            # No IPv6 ND/MLD chatter on the link: captures hold only test traffic.
+            # /proc/sys/net is per network namespace; no sysctl(8) needed.
+            knob = f"/proc/sys/net/ipv6/conf/{iface}/disable_ipv6"
+            pair.run(ns, ["sh", "-c", f"if [ -e {knob} ]; then echo 1 > {knob}; fi"])
         _ip("-n", ns, "link", "set", "lo", "up")
         _ip("-n", ns, "addr", "add", f"{addr}/{pair.prefixlen}", "dev", iface)
         _ip("-n", ns, "link", "set", iface, "up")
@@ -292,12 +295,17 @@ def _teardown(pair: NetnsPair) -> None:
 
 @contextlib.contextmanager
 def netns_pair(
-    addr_a: str = ADDR_A, addr_b: str = ADDR_B, prefixlen: int = PREFIXLEN, ipv6: bool = False
+    addr_a: str = ADDR_A,
+    addr_b: str = ADDR_B,
+    prefixlen: int = PREFIXLEN,
+    ipv6: bool = False,
+    term_timeout: float = 3.0,
 ) -> Iterator[NetnsPair]:
     """Create two fresh namespaces ``gvt-<pid>-<n>-a``/``-b`` joined by a veth pair.
 
     The link carries nothing but what the test sends: IPv6 is off on the veth
-    (unless ``ipv6``) and the ARP entries are static.
+    (unless ``ipv6``) and the ARP entries are static.  ``term_timeout`` is
+    how long teardown waits after SIGTERM before it sends SIGKILL.
 
     Skips the test when not root or when ``ip netns`` is unavailable.  On exit
     (also on an exception) every process started through the pair is stopped
@@ -306,7 +314,13 @@ def netns_pair(
     skip_unless_netns()
     base = f"{NS_PREFIX}{next(_counter)}"
     pair = NetnsPair(
-        a=f"{base}-a", b=f"{base}-b", addr_a=addr_a, addr_b=addr_b, prefixlen=prefixlen, ipv6=ipv6
+        a=f"{base}-a",
+        b=f"{base}-b",
+        addr_a=addr_a,
+        addr_b=addr_b,
+        prefixlen=prefixlen,
+        ipv6=ipv6,
+        term_timeout=term_timeout,
     )
     try:
         _setup(pair)

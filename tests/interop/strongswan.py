@@ -449,7 +449,12 @@ secrets {{
              "--loglevel", "1", "--uri", self.vici_uri],
             capture_output=True, text=True, timeout=secs + 10, check=False,
         )  # fmt: skip
-        self.last_output = res.stdout + res.stderr
+        # swanctl itself warns about plugins it cannot load; drop that noise
+        self.last_output = "".join(
+            line
+            for line in (res.stdout + res.stderr).splitlines(keepends=True)
+            if not (line.startswith("plugin '") and "failed to load" in line)
+        )
         return res.returncode == 0 and "initiate completed successfully" in self.last_output
 
     def list_sas(self) -> list[IkeSa]:

@@ -13,6 +13,7 @@ from tests.interop.daemon import (
     IKE_SA_UP,
     DaemonError,
     DaemonProcess,
+    groupvpn_argv,
     read_debug_keys,
 )
 
@@ -98,7 +99,16 @@ def test_ike_log_patterns() -> None:
 def test_read_debug_keys(tmp_path: Path) -> None:
     f = tmp_path / "keys"
     f.write_text("0123456789ABCDEF,00112233445566778899aabbccddeeff\n\n")
+    f.chmod(0o600)
     assert read_debug_keys(f) == [("0123456789abcdef", "00112233445566778899aabbccddeeff")]
     f.write_text("0123,00\n")
     with pytest.raises(ValueError, match="bad debug-keys line"):
         read_debug_keys(f)
+
+
+def test_groupvpn_argv() -> None:
+    assert groupvpn_argv("member", "/x/gm.conf", debug_keys="/x/keys") == [
+        sys.executable,
+        *("-m", "groupvpn", "member", "-c", "/x/gm.conf", "--port", "500"),
+        *("--debug-keys", "/x/keys"),
+    ]

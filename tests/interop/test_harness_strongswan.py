@@ -100,7 +100,7 @@ def test_wrong_psk_fails_cleanly(netns_pair: NetnsPair, tmp_path: Path) -> None:
         netns_pair, tmp_path, "aes128-sha1-modp2048", psk_b="not-the-same-psk-0123456789"
     )
     t0 = time.monotonic()
-    assert not initiator.initiate("mm", timeout=2.0), initiator.last_output
+    assert not initiator.initiate("mm", timeout=1.0), initiator.last_output
     assert time.monotonic() - t0 < 10.0
     assert initiator.wait_established(timeout=0.5) is None, initiator.log_tail()
     assert responder.wait_established(timeout=0.5) is None, responder.log_tail()

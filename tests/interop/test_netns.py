@@ -71,7 +71,10 @@ def test_udp_between_namespaces(netns_pair: NetnsPair, tmp_path: Path) -> None:
 
 def test_teardown_after_failure_kills_everything() -> None:
     stray: subprocess.Popen[bytes] | None = None
-    with pytest.raises(RuntimeError, match="simulated test failure"), netns.netns_pair() as pair:
+    with (
+        pytest.raises(RuntimeError, match="simulated test failure"),
+        netns.netns_pair(term_timeout=0.5) as pair,
+    ):
         tracked = pair.run_in(pair.a, ["sleep", "60"])
         # ignores SIGTERM: teardown has to escalate to SIGKILL
         stubborn = pair.run_in(
