@@ -27,7 +27,8 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -183,6 +184,7 @@ class NetnsPair:
     ipv6: bool = False
     term_timeout: float = 3.0
     processes: list[subprocess.Popen[Any]] = field(default_factory=list)
+    cleanups: list[Callable[[], object]] = field(default_factory=list)
 
     @property
     def namespaces(self) -> tuple[str, str]:
@@ -217,6 +219,10 @@ class NetnsPair:
         if ns not in self.namespaces:
             raise ValueError(f"{ns!r} is not one of {self.namespaces}")
         return daemon_in(self, ns, argv, log_path, **kwargs)
+
+    def on_teardown(self, fn: Callable[[], object]) -> None:
+        """Call ``fn`` at teardown, before the processes are stopped (last added, first run)."""
+        self.cleanups.append(fn)
 
     def adopt(self, proc: subprocess.Popen[Any]) -> None:
         """Have teardown stop ``proc`` too (for processes started elsewhere)."""
@@ -286,6 +292,11 @@ def _setup(pair: NetnsPair) -> None:
 
 def _teardown(pair: NetnsPair) -> None:
     try:
+        for fn in reversed(pair.cleanups):
+            try:
+                fn()
+            except Exception as exc:  # keep tearing down; report at the end
+                warnings.warn(f"netns teardown: {fn!r} failed: {exc!r}", stacklevel=1)
         pair.stop_processes()
     finally:
         for ns in pair.namespaces:

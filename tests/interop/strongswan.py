@@ -385,6 +385,7 @@ secrets {{
         ).start()
         if self.pair is not None:
             self.pair.adopt(self.daemon.popen)
+            self.pair.on_teardown(self.stop)  # also removes a private vici directory
         deadline = time.monotonic() + timeout
         while not self.vici_path.is_socket():
             if not self.daemon.is_alive():
@@ -418,6 +419,7 @@ secrets {{
         rc = self.daemon.stop() if self.daemon is not None else None
         if self._vici_tmpdir is not None:
             shutil.rmtree(self._vici_tmpdir, ignore_errors=True)
+            self._vici_tmpdir = None
         else:
             self.vici_path.unlink(missing_ok=True)
         return rc
