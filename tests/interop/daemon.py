@@ -40,7 +40,8 @@ IKE_SA_UP = re.compile(
     r" cookies=(?P<icookie>[0-9a-f]{16}):(?P<rcookie>[0-9a-f]{16})"
 )
 IKE_SA_FAILED = re.compile(
-    r"IKE SA failed: peer=(?P<peer>\S+) gateway=(?P<gateway>\S+) reason=(?P<reason>.*)$"
+    r"IKE SA failed: peer=(?P<peer>\S+) gateway=(?P<gateway>\S+) role=(?P<role>\S+)"
+    r" mode=(?P<mode>\S+)(?: notify=(?P<notify>\S+))? reason=(?P<reason>.*)$"
 )
 
 

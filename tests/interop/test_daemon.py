@@ -91,9 +91,28 @@ def test_ike_log_patterns() -> None:
         "rcookie": "fedcba9876543210",
     }
     failed = IKE_SA_FAILED.search(
-        "IKE SA failed: peer=198.51.100.1:500 gateway=gw1 reason=authentication failed"
+        "IKE SA failed: peer=198.51.100.1:500 gateway=gw1 role=initiator mode=main "
+        "reason=authentication failed"
     )
     assert failed is not None and failed["reason"] == "authentication failed"
+
+
+def test_ike_log_patterns_match_what_the_daemons_log() -> None:
+    """The harness regexes against the daemons' own line formatter, not a copy of it."""
+    from groupvpn.ike.events import IkeSaEstablished, IkeSaFailed, IkeSaInfo
+    from groupvpn.runtime.daemons import describe_event
+
+    info = IkeSaInfo(
+        bytes.fromhex("0123456789abcdef"), bytes.fromhex("fedcba9876543210"),
+        ("198.51.100.2", 500), "gw1", "responder", "main", "aes-128-cbc", "sha1", 14,
+        28800, 0.0, "ipv4:198.51.100.1", "ipv4:198.51.100.2",
+    )  # fmt: skip
+    up = IKE_SA_UP.search(describe_event(IkeSaEstablished(info))[1])
+    assert up is not None and (up["icookie"], up["dh_group"]) == ("0123456789abcdef", "group14")
+    event = IkeSaFailed(("198.51.100.1", 500), "gw1", "initiator", "main", "no answer", 24)
+    failed = IKE_SA_FAILED.search(describe_event(event)[1])
+    assert failed is not None
+    assert (failed["notify"], failed["reason"]) == ("AUTHENTICATION-FAILED", "no answer")
 
 
 def test_read_debug_keys(tmp_path: Path) -> None:

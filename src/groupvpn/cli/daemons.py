@@ -89,6 +89,20 @@ _common_options = [
         help="Append 'icookie,key' lines for Wireshark's IKEv1 decryption table "
         "(file mode 0600; debugging only).",
     ),
+    click.option(
+        "--retransmit-interval",
+        type=click.FloatRange(0.1, 60),
+        default=2.0,
+        show_default=True,
+        help="Seconds before the first retransmission; doubles for each further one.",
+    ),
+    click.option(
+        "--retransmit-limit",
+        type=click.IntRange(0, 10),
+        default=4,
+        show_default=True,
+        help="Retransmissions of an unanswered IKE message before giving up.",
+    ),
     click.option("-v", "--verbose", is_flag=True, help="Debug logging."),
 ]
 
@@ -99,29 +113,63 @@ def _with_common_options(func: Callable[..., None]) -> Callable[..., None]:
     return func
 
 
-def _options(port: int, phase1_doi: str, debug_keys: Path | None) -> DaemonOptions:
-    return DaemonOptions(port=port, phase1_doi=PHASE1_DOIS[phase1_doi], debug_keys=debug_keys)
+def _options(
+    port: int,
+    phase1_doi: str,
+    debug_keys: Path | None,
+    retransmit_interval: float,
+    retransmit_limit: int,
+) -> DaemonOptions:
+    return DaemonOptions(
+        port=port,
+        phase1_doi=PHASE1_DOIS[phase1_doi],
+        debug_keys=debug_keys,
+        retransmit_interval=retransmit_interval,
+        retransmit_limit=retransmit_limit,
+    )
 
 
 @click.command()
 @_with_common_options
 def server(
-    config_path: str, port: int, phase1_doi: str, debug_keys: Path | None, verbose: bool
+    config_path: str,
+    port: int,
+    phase1_doi: str,
+    debug_keys: Path | None,
+    retransmit_interval: float,
+    retransmit_limit: int,
+    verbose: bool,
 ) -> None:
     """Run the group key server (answers IKE Phase 1 from the configured gateways)."""
     _setup_logging("server", verbose)
     config = _load(config_path)
     gateways = list(config.server.ike.gateways.values()) if config.server else []
-    _run("server", gateways, _options(port, phase1_doi, debug_keys), run_server)
+    _run(
+        "server",
+        gateways,
+        _options(port, phase1_doi, debug_keys, retransmit_interval, retransmit_limit),
+        run_server,
+    )
 
 
 @click.command()
 @_with_common_options
 def member(
-    config_path: str, port: int, phase1_doi: str, debug_keys: Path | None, verbose: bool
+    config_path: str,
+    port: int,
+    phase1_doi: str,
+    debug_keys: Path | None,
+    retransmit_interval: float,
+    retransmit_limit: int,
+    verbose: bool,
 ) -> None:
     """Run a group member (initiates IKE Phase 1 to its configured key servers)."""
     _setup_logging("member", verbose)
     config = _load(config_path)
     gateways = list(config.member.ike.gateways.values()) if config.member else []
-    _run("member", gateways, _options(port, phase1_doi, debug_keys), run_member)
+    _run(
+        "member",
+        gateways,
+        _options(port, phase1_doi, debug_keys, retransmit_interval, retransmit_limit),
+        run_member,
+    )

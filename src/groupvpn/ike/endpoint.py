@@ -350,7 +350,15 @@ class IkeEndpoint:
         try:
             content = open_protected_informational(sa, data, header)
         except DecodeError as exc:
-            self._drop(sa.peer, f"Informational rejected: {exc}")
+            if sa.state is not SaState.ESTABLISHED:
+                # During MM5/MM6 the peer reports errors under its own keys; if we
+                # cannot read them, the keys differ: the pre-shared keys do not match.
+                reason = (
+                    f"cannot decrypt the peer's Informational (pre-shared key mismatch?): {exc}"
+                )
+                self._fail(sa, Failure(reason), now)
+            else:
+                self._drop(sa.peer, f"Informational rejected: {exc}")
             return
         for payload in content.payloads:
             if isinstance(payload, DeletePayload):

@@ -71,7 +71,7 @@ def describe_event(event: IkeEvent) -> tuple[int, str]:
         notify = f" notify={notify_name(event.notify)}" if event.notify is not None else ""
         return logging.WARNING, (
             f"IKE SA failed: peer={event.peer[0]}:{event.peer[1]} gateway={event.gateway} "
-            f"role={event.role} mode={event.mode} reason={event.reason}{notify}"
+            f"role={event.role} mode={event.mode}{notify} reason={event.reason}"
         )
     if isinstance(event, NotifyReceived):
         kind = "protected" if event.protected else "unprotected"
