@@ -22,7 +22,12 @@ from hypothesis import strategies as st
 
 from groupvpn.wire.attributes import DataAttribute
 from groupvpn.wire.buffer import Buffer, DecodeError
-from groupvpn.wire.constants import HEADER_LENGTH, ExchangeType, IdType, PayloadType
+from groupvpn.wire.constants import (
+    FIXED_ID_LENGTHS,
+    HEADER_LENGTH,
+    ExchangeType,
+    PayloadType,
+)
 from groupvpn.wire.dialect import V1, V2, Dialect
 from groupvpn.wire.gdoi import (
     GapPayload,
@@ -62,6 +67,7 @@ from groupvpn.wire.payloads import (
     Transform,
     VendorIdPayload,
 )
+from tests.vectors import cisco_loopback as loopback
 from tests.vectors import gdoi_cisco as vec
 
 T = TypeVar("T")
@@ -98,14 +104,6 @@ PAYLOAD_CLASSES: list[type[Payload]] = [
     SeqPayload,
 ]
 
-FIXED_ID_LENGTHS = {
-    IdType.IPV4_ADDR: 4,
-    IdType.IPV4_ADDR_SUBNET: 8,
-    IdType.IPV4_ADDR_RANGE: 8,
-    IdType.IPV6_ADDR: 16,
-    IdType.IPV6_ADDR_SUBNET: 32,
-    IdType.IPV6_ADDR_RANGE: 32,
-}
 FREE_ID_TYPES = [t for t in range(256) if t not in FIXED_ID_LENGTHS]
 
 u8 = st.integers(0, 0xFF)
@@ -448,7 +446,7 @@ def test_mutated_payload_chains(
     check_chain(data.draw(mutated(octets)), first, data.draw(st.sampled_from(CONTEXTS)), True)
 
 
-KNOWN_MESSAGES = [vec.MM1, vec.MM2, vec.MM3, vec.MM4, vec.MM5]
+KNOWN_MESSAGES = [loopback.MM1, loopback.MM2, loopback.MM3, loopback.MM4, loopback.MM5]
 KNOWN_CHAINS: list[tuple[bytes, int]] = [
     (vec.PULL2_PLAINTEXT, PayloadType.HASH),
     (vec.PULL4_PLAINTEXT, PayloadType.HASH),
@@ -479,7 +477,12 @@ def test_mutated_known_chains(
 # --- (c) h11's three-way reader check on the known answers ----------------------------
 
 PULL_V1 = DecodeContext(ExchangeType.GROUPKEY_PULL, V1)
-CLEARTEXT_MESSAGES = {"MM1": vec.MM1, "MM2": vec.MM2, "MM3": vec.MM3, "MM4": vec.MM4}
+CLEARTEXT_MESSAGES = {
+    "MM1": loopback.MM1,
+    "MM2": loopback.MM2,
+    "MM3": loopback.MM3,
+    "MM4": loopback.MM4,
+}
 # Known payload chains with their padding stripped: (octets, first type, context).
 STRICT_CHAINS = {
     "PULL2": (vec.PULL2_PLAINTEXT[: -vec.PULL2_PADDING], PayloadType.HASH, PULL_V1),

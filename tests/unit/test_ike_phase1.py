@@ -310,3 +310,25 @@ def test_responder_address_must_match():
     assert RESPONDER_IP  # the genuine answer still works afterwards
     pair.initiator.receive_datagram(mm2, (RESPONDER_IP, 848), 0.0)
     assert pair.initiator.datagrams_to_send()  # MM3 follows
+
+
+@pytest.mark.parametrize(
+    ("identity", "shown"),
+    [
+        (IdPayload.ipv4("192.0.2.7"), "ipv4:192.0.2.7"),
+        (IdPayload.fqdn("member1.example"), "fqdn:member1.example"),
+        (IdPayload.user_fqdn("gm@example.net"), "user-fqdn:gm@example.net"),
+        (IdPayload.key_id(b"member-01"), "key-id:6d656d6265722d3031"),
+    ],
+)
+@pytest.mark.parametrize("mode", ["main", "aggressive"])
+def test_every_configurable_identity_type(identity: IdPayload, shown: str, mode: str):
+    pair = make_pair(
+        peer(RESPONDER_IP, mode=mode, local_identity=identity),
+        peer(INITIATOR_IP, mode=mode, remote_identity=identity),
+    )
+    pair.initiator.initiate("gw", 0.0)
+    pair.transfer()
+    [up] = _established(pair.events_r)
+    assert up.sa.remote_identity == shown
+    assert _established(pair.events_i)[0].sa.local_identity == shown

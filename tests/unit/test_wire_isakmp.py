@@ -45,6 +45,7 @@ from groupvpn.wire.payloads import (
     Transform,
     VendorIdPayload,
 )
+from tests.vectors import cisco_loopback as loopback
 from tests.vectors import gdoi_cisco as vec
 
 MAIN_MODE = DecodeContext(ExchangeType.IDENTITY_PROTECTION, V1)
@@ -135,7 +136,13 @@ def test_whole_chain_roundtrips():
 
 def test_header_roundtrips():
     header = IsakmpHeader(
-        vec.CKY_I, vec.CKY_R, PayloadType.HASH, ExchangeType.GROUPKEY_PULL, 1, 0x483C11C0, 84
+        loopback.CKY_I,
+        loopback.CKY_R,
+        PayloadType.HASH,
+        ExchangeType.GROUPKEY_PULL,
+        1,
+        0x483C11C0,
+        84,
     )
     data = header.encode() + bytes(84 - HEADER_LENGTH)
     assert len(header.encode()) == HEADER_LENGTH
@@ -148,18 +155,18 @@ def test_header_roundtrips():
 
 def test_mm1_known_answer():
     # Cisco GDOI reference implementation trace (loopback), as reproduced in gdoi-wire.md §9.
-    message = decode_message(vec.MM1)
+    message = decode_message(loopback.MM1)
     header = message.header
-    assert header.initiator_cookie == vec.CKY_I and header.responder_cookie == bytes(8)
+    assert header.initiator_cookie == loopback.CKY_I and header.responder_cookie == bytes(8)
     assert (header.exchange_type, header.flags, header.message_id, header.length) == (2, 0, 0, 80)
     assert message.payloads == (PHASE1_SA,)
-    assert message.raw_payloads == (vec.MM1[HEADER_LENGTH:],)
+    assert message.raw_payloads == (loopback.MM1[HEADER_LENGTH:],)
 
 
 @pytest.mark.parametrize("name", ["MM1", "MM2", "MM3", "MM4"])
 def test_main_mode_messages_reencode_exactly(name):
     # Cisco GDOI reference implementation trace (loopback), as reproduced in gdoi-wire.md §9.
-    data: bytes = getattr(vec, name)
+    data: bytes = getattr(loopback, name)
     message = decode_message(data)
     header = message.header
     again = encode_message(
@@ -176,15 +183,15 @@ def test_main_mode_messages_reencode_exactly(name):
 
 def test_mm3_mm4_ke_and_nonce():
     # Cisco GDOI reference implementation trace (loopback), as reproduced in gdoi-wire.md §9.
-    for data, nonce in ((vec.MM3, vec.NI_B), (vec.MM4, vec.NR_B)):
+    for data, nonce in ((loopback.MM3, loopback.NI_B), (loopback.MM4, loopback.NR_B)):
         ke, ni = decode_message(data).payloads
         assert isinstance(ke, KePayload) and len(ke.data) == 128
         assert ni == NoncePayload(nonce)
 
 
 def test_mm2_echoes_the_proposal():
-    assert decode_message(vec.MM2).payloads == decode_message(vec.MM1).payloads
-    assert decode_message(vec.MM2).header.responder_cookie == vec.CKY_R
+    assert decode_message(loopback.MM2).payloads == decode_message(loopback.MM1).payloads
+    assert decode_message(loopback.MM2).header.responder_cookie == loopback.CKY_R
 
 
 def test_single_payload_known_answers():
@@ -197,7 +204,7 @@ def test_single_payload_known_answers():
     assert identity.encode_body() == vec.MM5_ID[4:]
     notify = decode_payloads(vec.MM5_NOTIFY, PayloadType.NOTIFY, MAIN_MODE).payloads[0]
     assert notify == NotifyPayload(
-        Doi.IPSEC, ProtocolId.ISAKMP, NotifyType.INITIAL_CONTACT, vec.CKY_I + vec.CKY_R
+        Doi.IPSEC, ProtocolId.ISAKMP, NotifyType.INITIAL_CONTACT, loopback.CKY_I + loopback.CKY_R
     )
     assert encode_payloads([notify]) == (PayloadType.NOTIFY, vec.MM5_NOTIFY)
     pull = DecodeContext(ExchangeType.GROUPKEY_PULL, V1)
@@ -216,16 +223,16 @@ def patched(data: bytes, offset: int, value: bytes) -> bytes:
 @pytest.mark.parametrize(
     ("data", "notify", "offset"),
     [
-        (patched(vec.MM1, 17, b"\x20"), NotifyType.INVALID_MAJOR_VERSION, 17),
-        (patched(vec.MM1, 17, b"\x00"), NotifyType.INVALID_MAJOR_VERSION, 17),
-        (patched(vec.MM1, 17, b"\x11"), NotifyType.INVALID_MINOR_VERSION, 17),
-        (patched(vec.MM1, 19, b"\x08"), NotifyType.INVALID_FLAGS, 19),
-        (patched(vec.MM1, 19, b"\x80"), NotifyType.INVALID_FLAGS, 19),
-        (patched(vec.MM1, 24, (81).to_bytes(4)), NotifyType.UNEQUAL_PAYLOAD_LENGTHS, 24),
-        (patched(vec.MM1, 24, (79).to_bytes(4)), NotifyType.UNEQUAL_PAYLOAD_LENGTHS, 24),
-        (vec.MM1 + b"\x00", NotifyType.UNEQUAL_PAYLOAD_LENGTHS, 24),
+        (patched(loopback.MM1, 17, b"\x20"), NotifyType.INVALID_MAJOR_VERSION, 17),
+        (patched(loopback.MM1, 17, b"\x00"), NotifyType.INVALID_MAJOR_VERSION, 17),
+        (patched(loopback.MM1, 17, b"\x11"), NotifyType.INVALID_MINOR_VERSION, 17),
+        (patched(loopback.MM1, 19, b"\x08"), NotifyType.INVALID_FLAGS, 19),
+        (patched(loopback.MM1, 19, b"\x80"), NotifyType.INVALID_FLAGS, 19),
+        (patched(loopback.MM1, 24, (81).to_bytes(4)), NotifyType.UNEQUAL_PAYLOAD_LENGTHS, 24),
+        (patched(loopback.MM1, 24, (79).to_bytes(4)), NotifyType.UNEQUAL_PAYLOAD_LENGTHS, 24),
+        (loopback.MM1 + b"\x00", NotifyType.UNEQUAL_PAYLOAD_LENGTHS, 24),
         # The E flag is known, but the cleartext decoder refuses an encrypted message.
-        (vec.MM5, NotifyType.INVALID_FLAGS, 19),
+        (loopback.MM5, NotifyType.INVALID_FLAGS, 19),
     ],
 )
 def test_header_checks_name_the_notify(data, notify, offset):
@@ -236,7 +243,7 @@ def test_header_checks_name_the_notify(data, notify, offset):
 
 
 def test_encrypted_header_still_parses():
-    header = pull_header(vec.MM5)
+    header = pull_header(loopback.MM5)
     assert header.encrypted and header.flags == Flag.ENCRYPTION and header.length == 92
     assert header.next_payload == PayloadType.ID
 
@@ -244,12 +251,12 @@ def test_encrypted_header_still_parses():
 def test_short_datagram():
     for size in (0, 1, HEADER_LENGTH - 1):
         with pytest.raises(DecodeError) as info:
-            decode_message(vec.MM1[:size])
+            decode_message(loopback.MM1[:size])
         assert info.value.notify is None
 
 
 def test_payload_chain_errors():
-    body = vec.MM1[HEADER_LENGTH:]
+    body = loopback.MM1[HEADER_LENGTH:]
     # Unsupported first payload type.
     with pytest.raises(DecodeError) as info:
         decode_payloads(body, 99, MAIN_MODE)
@@ -287,10 +294,10 @@ def test_payload_chain_errors():
         (NotifyPayload, bytes.fromhex("00000001 01 10 6002") + bytes(15), "notify SPI"),
         (DeletePayload, bytes.fromhex("00000001 03 04 0002") + bytes(7), "delete SPI"),
         # SA: transform count that does not match, RESERVED2 in a transform, bad chaining.
-        (SaPayload, vec.MM1[32:47] + b"\x02" + vec.MM1[48:80], "announces 2"),
-        (SaPayload, vec.MM1[32:55] + b"\x01" + vec.MM1[56:80], "RESERVED2"),
-        (SaPayload, vec.MM1[32:40] + b"\x05" + vec.MM1[41:80], "continues"),
-        (SaPayload, vec.MM1[32:40], "proposal next payload"),
+        (SaPayload, loopback.MM1[32:47] + b"\x02" + loopback.MM1[48:80], "announces 2"),
+        (SaPayload, loopback.MM1[32:55] + b"\x01" + loopback.MM1[56:80], "RESERVED2"),
+        (SaPayload, loopback.MM1[32:40] + b"\x05" + loopback.MM1[41:80], "continues"),
+        (SaPayload, loopback.MM1[32:40], "proposal: generic header needs 4 octets"),
     ],
 )
 def test_malformed_isakmp_bodies(cls, body, message):

@@ -6,7 +6,8 @@ ID_KEY_ID 1234, no KEK, two ESP TEKs) and ``samples/three-clients/sample_output_
 (KS 10.0.224.44, KEK to 239.10.1.1:848, KEK SPI "abcdefgh01234567").  The traces
 predate RFC 6407, so everything here is the ``v1`` dialect (1-octet SA TEK ID
 lengths, POP fields after the SA KEK SPI).  Values were copied from gdoi-wire.md;
-the tests never read that file.
+the tests never read that file.  The loopback trace's phase 1 messages live in
+``cisco_loopback``.
 """
 
 from __future__ import annotations
@@ -15,61 +16,6 @@ from __future__ import annotations
 def _hex(text: str) -> bytes:
     return bytes.fromhex("".join(text.split()))
 
-
-# --- loopback trace, phase 1 main mode as sent (gdoi-wire.md §9) ---------------------
-
-CKY_I = _hex("a91b9d50 35d8fc4f")
-CKY_R = _hex("272325e6 95db688b")
-
-MM1 = _hex(
-    """
-    a91b9d50 35d8fc4f 00000000 00000000 01100200 00000000 00000050 00000034
-    00000002 00000000 00000028 01010001 00000020 00010000 80010005 80020002
-    80030001 80040002 800b0001 800c0e10
-    """
-)
-
-MM2 = _hex(
-    """
-    a91b9d50 35d8fc4f 272325e6 95db688b 01100200 00000000 00000050 00000034
-    00000002 00000000 00000028 01010001 00000020 00010000 80010005 80020002
-    80030001 80040002 800b0001 800c0e10
-    """
-)
-
-MM3 = _hex(
-    """
-    a91b9d50 35d8fc4f 272325e6 95db688b 04100200 00000000 000000b4 0a000084
-    dc3805d3 83333156 c9377ebb 9edcbf1e f47a3568 35f919a1 c001bced 4200a7f1
-    ea756842 6f179a39 2bec73b5 a5ab53a4 2e23f6f8 d267445e e4162bdc 0383bf9f
-    413288a5 ca001eb0 03f4ac01 6aca97bb b2141f25 762db6bd 4c2553a9 a053dfa7
-    a4f3ea21 47859eba 999122da a3959ff7 37b276fd 1d610b88 f073296d 0899c928
-    00000014 8dabce1d 9668bad7 f285a090 9fe43631
-    """
-)
-
-MM4 = _hex(
-    """
-    a91b9d50 35d8fc4f 272325e6 95db688b 04100200 00000000 000000b4 0a000084
-    a7af4111 7b9995e6 60aee99e 47a6768e 643adad7 a97dcb1b 702ce452 15f17e6b
-    965190a9 992bcfaf 4d60ec3d ffa36cc6 66c47b8f c54057d3 63a9fdd3 f21c6f20
-    82e52265 2ffcc71d 6831fd89 406d3594 d049da95 7bd84063 e0b7e5ab be9521b8
-    fe09fea9 731031b8 f6a47b64 5e820c6d 139f6411 369bcb52 dab74e37 aeacc2e1
-    00000014 f4eab493 b1a92507 4050d5ba 598f3613
-    """
-)
-
-NI_B = _hex("8dabce1d9668bad7f285a0909fe43631")
-NR_B = _hex("f4eab493b1a925074050d5ba598f3613")
-
-#: MM5 as sent: encrypted (E flag set), so the cleartext decoder must refuse it.
-MM5 = _hex(
-    """
-    a91b9d50 35d8fc4f 272325e6 95db688b 05100201 00000000 0000005c 1dbe68d8
-    9cb1fadd ac9ce755 92ebee87 22241f8f 0b3893fb d51cfa4a 67bfc2d6 3387a344
-    db9a05ab d81b2da0 7fde6d17 3fd77a41 a3112203 519c8757 4c1fe705
-    """
-)
 
 # --- loopback trace, PULL message 2 GDOI SA (gdoi-wire.md §4.1) -----------------------
 # The whole SA payload, generic header included (Next Payload 0): no KEK, two SA TEKs

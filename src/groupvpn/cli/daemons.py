@@ -113,63 +113,26 @@ def _with_common_options(func: Callable[..., None]) -> Callable[..., None]:
     return func
 
 
-def _options(
-    port: int,
-    phase1_doi: str,
-    debug_keys: Path | None,
-    retransmit_interval: float,
-    retransmit_limit: int,
-) -> DaemonOptions:
-    return DaemonOptions(
-        port=port,
-        phase1_doi=PHASE1_DOIS[phase1_doi],
-        debug_keys=debug_keys,
-        retransmit_interval=retransmit_interval,
-        retransmit_limit=retransmit_limit,
-    )
+def _start(role: str, config_path: str, verbose: bool, **options: Any) -> None:
+    """Load the configuration, pick this role's IKE gateways and run the daemon."""
+    _setup_logging(role, verbose)
+    config = _load(config_path)
+    section = config.server if role == "server" else config.member
+    gateways = list(section.ike.gateways.values()) if section else []
+    options["phase1_doi"] = PHASE1_DOIS[options["phase1_doi"]]
+    runner = run_server if role == "server" else run_member
+    _run(role, gateways, DaemonOptions(**options), runner)
 
 
 @click.command()
 @_with_common_options
-def server(
-    config_path: str,
-    port: int,
-    phase1_doi: str,
-    debug_keys: Path | None,
-    retransmit_interval: float,
-    retransmit_limit: int,
-    verbose: bool,
-) -> None:
+def server(config_path: str, verbose: bool, **options: Any) -> None:
     """Run the group key server (answers IKE Phase 1 from the configured gateways)."""
-    _setup_logging("server", verbose)
-    config = _load(config_path)
-    gateways = list(config.server.ike.gateways.values()) if config.server else []
-    _run(
-        "server",
-        gateways,
-        _options(port, phase1_doi, debug_keys, retransmit_interval, retransmit_limit),
-        run_server,
-    )
+    _start("server", config_path, verbose, **options)
 
 
 @click.command()
 @_with_common_options
-def member(
-    config_path: str,
-    port: int,
-    phase1_doi: str,
-    debug_keys: Path | None,
-    retransmit_interval: float,
-    retransmit_limit: int,
-    verbose: bool,
-) -> None:
+def member(config_path: str, verbose: bool, **options: Any) -> None:
     """Run a group member (initiates IKE Phase 1 to its configured key servers)."""
-    _setup_logging("member", verbose)
-    config = _load(config_path)
-    gateways = list(config.member.ike.gateways.values()) if config.member else []
-    _run(
-        "member",
-        gateways,
-        _options(port, phase1_doi, debug_keys, retransmit_interval, retransmit_limit),
-        run_member,
-    )
+    _start("member", config_path, verbose, **options)

@@ -376,7 +376,7 @@ class IkeEndpoint:
                     ack = isakmp_notify(sa, NotifyType.R_U_THERE_ACK, payload.data)
                     self._send_informational(sa, ack)
                 elif payload.is_error and sa.state is not SaState.ESTABLISHED:
-                    reason = f"peer sent {notify_name(payload.notify_type)}"
+                    reason = _peer_error(payload.notify_type)
                     self._fail(sa, Failure(reason), now)
                     return
 
@@ -393,7 +393,7 @@ class IkeEndpoint:
             self._events.append(NotifyReceived(sa.peer, notify.notify_type, False))
         errors = [n for n in notifies if n.is_error]
         if errors:
-            self._fail(sa, Failure(f"peer sent {notify_name(errors[0].notify_type)}"), now)
+            self._fail(sa, Failure(_peer_error(errors[0].notify_type)), now)
 
     # -- acting on steps -------------------------------------------------------------
 
@@ -487,6 +487,17 @@ class IkeEndpoint:
 
     def _drop(self, addr: Address, reason: str) -> None:
         self._events.append(PacketDropped(addr, reason))
+
+
+#: What an operator should check first when the peer reports these errors.
+_ERROR_HINTS = {
+    NotifyType.AUTHENTICATION_FAILED: " (pre-shared key mismatch?)",
+    NotifyType.INVALID_ID_INFORMATION: " (local-identity/remote-identity mismatch?)",
+}
+
+
+def _peer_error(notify_type: int) -> str:
+    return f"peer sent {notify_name(notify_type)}{_ERROR_HINTS.get(notify_type, '')}"
 
 
 def _deletes_isakmp_sa(delete: DeletePayload, sa: IkeSa) -> bool:

@@ -130,6 +130,17 @@ class IdType(IntEnum):
     KEY_ID = 11
 
 
+#: Identification data sizes fixed by the ID type (RFC 2407 §4.6.2.1); other types vary.
+FIXED_ID_LENGTHS: dict[int, int] = {
+    IdType.IPV4_ADDR: 4,
+    IdType.IPV4_ADDR_SUBNET: 8,
+    IdType.IPV4_ADDR_RANGE: 8,
+    IdType.IPV6_ADDR: 16,
+    IdType.IPV6_ADDR_SUBNET: 32,
+    IdType.IPV6_ADDR_RANGE: 32,
+}
+
+
 class ProtocolId(IntEnum):
     """Protocol-Id in Proposal, Notify and Delete payloads (IPsec DOI numbering)."""
 

@@ -20,27 +20,17 @@ from typing import ClassVar, Self
 
 from groupvpn.wire.attributes import DataAttribute, pull_attributes, push_attributes
 from groupvpn.wire.buffer import Buffer, DecodeError
-from groupvpn.wire.constants import IdType, NotifyType, PayloadType
+from groupvpn.wire.constants import FIXED_ID_LENGTHS, IdType, NotifyType, PayloadType
 from groupvpn.wire.gdoi_numbers import TekProtocol
 from groupvpn.wire.payloads import (
     DecodeContext,
     Payload,
-    _pull_generic_header,
-    _push_generic_header,
+    pull_generic_header,
+    push_generic_header,
 )
 
 KEK_SPI_LENGTH = 16
 TEK_SPI_LENGTH = 4
-
-#: Identification data sizes fixed by the ID type (RFC 2407 §4.6.2.1).
-_FIXED_ID_LENGTHS: dict[int, int] = {
-    IdType.IPV4_ADDR: 4,
-    IdType.IPV4_ADDR_SUBNET: 8,
-    IdType.IPV4_ADDR_RANGE: 8,
-    IdType.IPV6_ADDR: 16,
-    IdType.IPV6_ADDR_SUBNET: 32,
-    IdType.IPV6_ADDR_RANGE: 32,
-}
 
 
 # --- identity fields (SRC/DST of SA KEK and SA TEK) ----------------------------------
@@ -81,7 +71,7 @@ class GdoiId:
             text = str(ipaddress.IPv6Address(self.data))
         elif (
             self.id_type in (IdType.IPV4_ADDR_SUBNET, IdType.IPV6_ADDR_SUBNET)
-            and len(self.data) == _FIXED_ID_LENGTHS[self.id_type]
+            and len(self.data) == FIXED_ID_LENGTHS[self.id_type]
         ):
             size = len(self.data) // 2
             address = ipaddress.ip_address(self.data[:size])
@@ -121,7 +111,7 @@ class GdoiId:
                 f"{what} ID data length {length} exceeds the {buf.remaining()} octets left",
                 buf.tell() - length_octets,
             )
-        expected = _FIXED_ID_LENGTHS.get(id_type)
+        expected = FIXED_ID_LENGTHS.get(id_type)
         if expected is not None and length != expected:
             raise DecodeError(
                 f"{what} ID type {id_type} needs {expected} octets of data, got {length}",
@@ -320,7 +310,7 @@ class GdoiSaPayload(Payload):
         out.push_uint16(0)
         for index, payload in enumerate(nested):
             following = nested[index + 1].payload_type if index + 1 < len(nested) else 0
-            _push_generic_header(out, following, payload.encode_body())
+            push_generic_header(out, following, payload.encode_body())
         return out.getvalue()
 
     @classmethod
@@ -346,7 +336,7 @@ class GdoiSaPayload(Payload):
                     start,
                     NotifyType.INVALID_PAYLOAD_TYPE,
                 )
-            following, _, size = _pull_generic_header(buf, name)
+            following, _, size = pull_generic_header(buf, name)
             with buf.pull_block(size, name) as body:
                 if current == PayloadType.SA_KEK:
                     if kek is not None or gap is not None or teks:

@@ -38,6 +38,7 @@ from groupvpn.wire.payloads import (
     SaPayload,
     SigPayload,
     VendorIdPayload,
+    pull_generic_header,
 )
 
 _KNOWN_FLAGS = Flag.ENCRYPTION | Flag.COMMIT | Flag.AUTHENTICATION_ONLY
@@ -189,26 +190,11 @@ def decode_payloads(
                 payload_start,
                 NotifyType.INVALID_PAYLOAD_TYPE,
             )
-        if buf.remaining() < 4:
-            raise DecodeError(
-                f"payload {current}: generic header needs 4 octets, {buf.remaining()} left",
-                payload_start,
-            )
-        following = buf.pull_uint8()
-        reserved = buf.pull_uint8()
-        if reserved != 0:
-            raise DecodeError(f"payload {current}: RESERVED is {reserved}", payload_start + 1)
-        length = buf.pull_uint16()
-        if length < 4 or length - 4 > buf.remaining():
-            raise DecodeError(
-                f"payload {current}: length {length} does not fit the {buf.remaining() + 4} "
-                "octets left",
-                payload_start + 2,
-                NotifyType.UNEQUAL_PAYLOAD_LENGTHS,
-            )
-        with buf.pull_block(length - 4, f"payload {current}") as body:
+        what = f"payload {current}"
+        following, _, body_length = pull_generic_header(buf, what)
+        with buf.pull_block(body_length, what) as body:
             payloads.append(cls.decode_body(body, ctx))
-        raw.append(data[payload_start : payload_start + length])
+        raw.append(data[payload_start : buf.tell()])
         current = following
     trailing = buf.pull_rest()
     if trailing and not allow_trailing:

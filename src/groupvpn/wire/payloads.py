@@ -14,7 +14,7 @@ from typing import ClassVar, Self
 
 from groupvpn.wire.attributes import DataAttribute, pull_attributes, push_attributes
 from groupvpn.wire.buffer import Buffer, DecodeError
-from groupvpn.wire.constants import IdType, NotifyType, PayloadType
+from groupvpn.wire.constants import FIXED_ID_LENGTHS, IdType, NotifyType, PayloadType
 from groupvpn.wire.dialect import Dialect
 
 
@@ -39,7 +39,7 @@ class Payload:
         raise NotImplementedError
 
 
-def _push_generic_header(out: Buffer, next_payload: int, body: bytes) -> None:
+def push_generic_header(out: Buffer, next_payload: int, body: bytes) -> None:
     if len(body) + 4 > 0xFFFF:
         raise ValueError(f"payload body of {len(body)} octets does not fit a 16-bit length")
     out.push_uint8(next_payload)
@@ -48,20 +48,27 @@ def _push_generic_header(out: Buffer, next_payload: int, body: bytes) -> None:
     out.push_bytes(body)
 
 
-def _pull_generic_header(buf: Buffer, what: str) -> tuple[int, int, int]:
+def pull_generic_header(buf: Buffer, what: str) -> tuple[int, int, int]:
     """Return (next payload, body start, body length) and check the length fits."""
     start = buf.tell()
+    if buf.remaining() < 4:
+        raise DecodeError(f"{what}: generic header needs 4 octets, {buf.remaining()} left", start)
     next_payload = buf.pull_uint8(f"{what} next payload")
     reserved = buf.pull_uint8(f"{what} reserved")
     if reserved != 0:
         raise DecodeError(f"{what} RESERVED octet is {reserved}, must be 0", start + 1)
     length = buf.pull_uint16(f"{what} length")
     if length < 4:
-        raise DecodeError(f"{what} length {length} is shorter than its header", start + 2)
+        raise DecodeError(
+            f"{what} length {length} is shorter than its header",
+            start + 2,
+            NotifyType.UNEQUAL_PAYLOAD_LENGTHS,
+        )
     if length - 4 > buf.remaining():
         raise DecodeError(
             f"{what} length {length} runs past the end ({buf.remaining() + 4} octets left)",
             start + 2,
+            NotifyType.UNEQUAL_PAYLOAD_LENGTHS,
         )
     return next_payload, buf.tell(), length - 4
 
@@ -81,13 +88,13 @@ class Transform:
         body.push_uint8(self.transform_id)
         body.push_uint16(0)
         push_attributes(body, self.attributes)
-        _push_generic_header(
+        push_generic_header(
             out, PayloadType.NONE if last else PayloadType.TRANSFORM, body.getvalue()
         )
 
     @classmethod
     def pull(cls, buf: Buffer) -> tuple[Transform, int]:
-        next_payload, start, size = _pull_generic_header(buf, "transform")
+        next_payload, start, size = pull_generic_header(buf, "transform")
         with buf.pull_block(size, "transform") as body:
             number = body.pull_uint8("transform number")
             transform_id = body.pull_uint8("transform id")
@@ -116,13 +123,13 @@ class Proposal:
         body.push_bytes(self.spi)
         for index, transform in enumerate(self.transforms):
             transform.encode(body, last=index == len(self.transforms) - 1)
-        _push_generic_header(
+        push_generic_header(
             out, PayloadType.NONE if last else PayloadType.PROPOSAL, body.getvalue()
         )
 
     @classmethod
     def pull(cls, buf: Buffer) -> tuple[Proposal, int]:
-        next_payload, start, size = _pull_generic_header(buf, "proposal")
+        next_payload, start, size = pull_generic_header(buf, "proposal")
         with buf.pull_block(size, "proposal") as body:
             number = body.pull_uint8("proposal number")
             protocol_id = body.pull_uint8("proposal protocol id")
@@ -297,15 +304,7 @@ class IdPayload(Payload):
         protocol = buf.pull_uint8("ID protocol")
         port = buf.pull_uint16("ID port")
         data = buf.pull_rest()
-        fixed = {
-            IdType.IPV4_ADDR: 4,
-            IdType.IPV4_ADDR_SUBNET: 8,
-            IdType.IPV4_ADDR_RANGE: 8,
-            IdType.IPV6_ADDR: 16,
-            IdType.IPV6_ADDR_SUBNET: 32,
-            IdType.IPV6_ADDR_RANGE: 32,
-        }
-        expected = fixed.get(id_type)  # type: ignore[call-overload]
+        expected = FIXED_ID_LENGTHS.get(id_type)
         if expected is not None and len(data) != expected:
             raise DecodeError(
                 f"ID type {id_type} needs {expected} octets of data, got {len(data)}", start
