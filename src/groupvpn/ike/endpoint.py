@@ -490,7 +490,7 @@ class IkeEndpoint:
 
 
 #: What an operator should check first when the peer reports these errors.
-_ERROR_HINTS = {
+_ERROR_HINTS: dict[int, str] = {
     NotifyType.AUTHENTICATION_FAILED: " (pre-shared key mismatch?)",
     NotifyType.INVALID_ID_INFORMATION: " (local-identity/remote-identity mismatch?)",
 }

@@ -14,9 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from groupvpn.crypto import keymat
-from groupvpn.crypto.dh import DhExchange
+from groupvpn.crypto.dh import DhExchange, DhGroup
 from groupvpn.ike.policy import (
     Phase1Peer,
+    Phase1Proposal,
     UnacceptableTransform,
     check_answer,
     sa_offer,
@@ -107,9 +108,15 @@ def _check_remote_id(sa: IkeSa, received: IdPayload) -> Failure | None:
     return None
 
 
-def _start_dh(sa: IkeSa, env: Env) -> tuple[KePayload, NoncePayload]:
-    assert sa.agreed is not None
-    sa.dh = DhExchange(sa.agreed.dh_group)
+def _agreed(sa: IkeSa) -> Phase1Proposal:
+    """The negotiated proposal; every step after the SA exchange has one."""
+    if sa.agreed is None:
+        raise RuntimeError(f"{sa.state.value}: no proposal agreed yet")
+    return sa.agreed
+
+
+def _start_dh(sa: IkeSa, env: Env, group: DhGroup) -> tuple[KePayload, NoncePayload]:
+    sa.dh = DhExchange(group)
     nonce = env.random_bytes(NONCE_LENGTH)
     if sa.role is Role.INITIATOR:
         sa.g_xi, sa.ni_b = sa.dh.public_value, nonce
@@ -118,12 +125,14 @@ def _start_dh(sa: IkeSa, env: Env) -> tuple[KePayload, NoncePayload]:
     return KePayload(sa.dh.public_value), NoncePayload(nonce)
 
 
-def _take_peer_ke(sa: IkeSa, ke: KePayload, nonce: NoncePayload) -> Failure | None:
+def _take_peer_ke(sa: IkeSa, message: Received) -> None:
+    """Keep the peer's KE and nonce bodies; the DH value is checked when it is used."""
+    ke = first_of(message.payloads, KePayload).data
+    nonce = first_of(message.payloads, NoncePayload).data
     if sa.role is Role.INITIATOR:
-        sa.g_xr, sa.nr_b = ke.data, nonce.data
+        sa.g_xr, sa.nr_b = ke, nonce
     else:
-        sa.g_xi, sa.ni_b = ke.data, nonce.data
-    return None
+        sa.g_xi, sa.ni_b = ke, nonce
 
 
 def _derive_keys(sa: IkeSa) -> Failure | None:
@@ -216,7 +225,7 @@ def mm_initiator_got_sa(sa: IkeSa, message: Received, env: Env) -> Step:
         sa.agreed = check_answer(first_of(message.payloads, SaPayload), sa.policy.proposals)
     except UnacceptableTransform as exc:
         return Step(failure=Failure(str(exc), NotifyType.NO_PROPOSAL_CHOSEN))
-    ke, nonce = _start_dh(sa, env)
+    ke, nonce = _start_dh(sa, env, _agreed(sa).dh_group)
     sa.state = SaState.MM_KE_SENT
     return Step(_cleartext(sa, ExchangeType.IDENTITY_PROTECTION, [ke, nonce]), expect_reply=True)
 
@@ -224,10 +233,8 @@ def mm_initiator_got_sa(sa: IkeSa, message: Received, env: Env) -> Step:
 def mm_responder_got_ke(sa: IkeSa, message: Received, env: Env) -> Step:
     if failure := _rule_failure(MAIN_MODE_RULES[2], message):
         return Step(failure=failure)
-    _take_peer_ke(
-        sa, first_of(message.payloads, KePayload), first_of(message.payloads, NoncePayload)
-    )
-    ke, nonce = _start_dh(sa, env)
+    _take_peer_ke(sa, message)
+    ke, nonce = _start_dh(sa, env, _agreed(sa).dh_group)
     if failure := _derive_keys(sa):
         return Step(failure=failure)
     sa.state = SaState.MM_KE_ANSWERED
@@ -237,9 +244,7 @@ def mm_responder_got_ke(sa: IkeSa, message: Received, env: Env) -> Step:
 def mm_initiator_got_ke(sa: IkeSa, message: Received, env: Env) -> Step:
     if failure := _rule_failure(MAIN_MODE_RULES[3], message):
         return Step(failure=failure)
-    _take_peer_ke(
-        sa, first_of(message.payloads, KePayload), first_of(message.payloads, NoncePayload)
-    )
+    _take_peer_ke(sa, message)
     if failure := _derive_keys(sa):
         return Step(failure=failure)
     sa.state = SaState.MM_AUTH_SENT
@@ -276,10 +281,8 @@ def aggressive_mode_offer(sa: IkeSa, env: Env) -> bytes:
     offer = sa_offer(sa.policy)
     sa.sai_b = offer.encode_body()
     # Only one DH group can be offered: KE travels in the first message.  The
-    # configuration check makes every proposal of an aggressive policy share it.
-    sa.agreed = sa.policy.proposals[0]
-    ke, nonce = _start_dh(sa, env)
-    sa.agreed = None
+    # configuration check makes every proposal of a policy share it.
+    ke, nonce = _start_dh(sa, env, sa.policy.proposals[0].dh_group)
     sa.state = SaState.AM_OFFER_SENT
     return _cleartext(sa, ExchangeType.AGGRESSIVE, [offer, ke, nonce, sa.local_id])
 
@@ -293,9 +296,7 @@ def am_initiator_got_answer(sa: IkeSa, message: Received, env: Env) -> Step:
         return Step(failure=Failure(str(exc), NotifyType.NO_PROPOSAL_CHOSEN))
     if sa.dh is None or sa.agreed.dh_group != sa.dh.group:
         return Step(failure=Failure("responder chose another DH group than our KE"))
-    _take_peer_ke(
-        sa, first_of(message.payloads, KePayload), first_of(message.payloads, NoncePayload)
-    )
+    _take_peer_ke(sa, message)
     if failure := _derive_keys(sa):
         return Step(failure=failure)
     if failure := _verify_peer_auth(sa, message):
@@ -309,10 +310,8 @@ def aggressive_mode_answer(sa: IkeSa, message: Received, env: Env, answer: SaPay
     """AM2 for a new responder SA whose proposal the endpoint already selected."""
     if failure := _check_remote_id(sa, first_of(message.payloads, IdPayload)):
         return Step(failure=failure)
-    _take_peer_ke(
-        sa, first_of(message.payloads, KePayload), first_of(message.payloads, NoncePayload)
-    )
-    ke, nonce = _start_dh(sa, env)
+    _take_peer_ke(sa, message)
+    ke, nonce = _start_dh(sa, env, _agreed(sa).dh_group)
     if failure := _derive_keys(sa):
         return Step(failure=failure)
     own_hash = _auth_hash(sa, False, sa.local_id.encode_body())
