@@ -152,3 +152,33 @@ def test_address_in_use_is_a_clear_error(tmp_path: Path, port: int):
     assert result.returncode == 1
     assert f"cannot listen on {SERVER_IP}:{port}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_debug_keys_file_is_private_and_a_bad_path_stops_startup(tmp_path: Path, port: int):
+    conf = tmp_path / "server.conf"
+    conf.write_text(_config("server", MEMBER_IP, SERVER_IP))
+    missing_dir = tmp_path / "no-such-dir" / "keys"
+    result = subprocess.run(
+        [*groupvpn_argv("server", conf, port=port), "--debug-keys", str(missing_dir)],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "cannot open --debug-keys file" in result.stderr and "Traceback" not in result.stderr
+
+    keys = tmp_path / "keys"
+    keys.write_text("")
+    keys.chmod(0o644)  # an existing file with loose permissions is tightened
+    server = DaemonProcess(
+        [*groupvpn_argv("server", conf, port=port), "--debug-keys", str(keys)],
+        tmp_path / "server.log",
+    ).start()
+    try:
+        server.wait_for_line("key server running", timeout=15)
+        assert _member(tmp_path, port).returncode == 0
+        server.wait_for_line(IKE_SA_UP, timeout=5)
+        assert keys.stat().st_mode & 0o777 == 0o600
+        [line] = keys.read_text().splitlines()
+        icookie, key = line.split(",")
+        assert len(icookie) == 16 and len(bytes.fromhex(key)) == 32  # aes-256-cbc
+    finally:
+        server.stop()

@@ -219,7 +219,9 @@ def test_repeated_first_message_gets_the_same_answer_and_no_new_state():
     pair.responder.receive_datagram(mm1, (INITIATOR_IP, 848), 1.0)
     first, second = pair.responder.datagrams_to_send()
     assert first == second
-    assert pair.responder.get_timer() == 40.0  # one half-open SA, created at t=0
+    # One half-open SA, created at t=0, given up after the initiator's whole
+    # retransmission schedule for its next message: 2 s x (1+2+4+8+16) plus margin.
+    assert pair.responder.get_timer() == 64.0
 
 
 def test_lifetime_expiry_deletes_and_tells_the_peer():
@@ -264,7 +266,8 @@ def test_dead_peer_detection_is_answered():
     pair.initiator.initiate("gw", 0.0)
     pair.transfer()
     [info] = pair.initiator.established()
-    sa = pair.initiator._sas[(info.initiator_cookie, info.responder_cookie)]
+    sa = pair.initiator._table.find(info.initiator_cookie, info.responder_cookie)
+    assert sa is not None
     probe = protected_informational(sa, isakmp_notify(sa, NotifyType.R_U_THERE, b"\0\0\0\7"), 77)
     pair.responder.receive_datagram(probe, (INITIATOR_IP, 848), 1.0)
     pair.transfer()
@@ -332,3 +335,79 @@ def test_every_configurable_identity_type(identity: IdPayload, shown: str, mode:
     [up] = _established(pair.events_r)
     assert up.sa.remote_identity == shown
     assert _established(pair.events_i)[0].sa.local_identity == shown
+
+
+# --- regressions found in review: strays and repeats must not break a negotiation ----
+
+
+def test_a_stray_header_with_our_cookie_cannot_rebind_a_pending_sa():
+    pair = make_pair()
+    pair.initiator.initiate("gw", 0.0)
+    [(mm1, _)] = pair.initiator.datagrams_to_send()
+    icookie = mm1[:8]
+    stray = icookie + b"\x66" * 8 + bytes([0, 0x10, 99, 0]) + bytes(4) + (28).to_bytes(4, "big")
+    pair.initiator.receive_datagram(stray, ("203.0.113.5", 848), 0.0)
+    pair.initiator.receive_datagram(stray, (RESPONDER_IP, 848), 0.0)
+    pair.responder.receive_datagram(mm1, (INITIATOR_IP, 848), 0.0)
+    pair.transfer()
+    assert _established(pair.events_i) and _established(pair.events_r)
+
+
+def test_a_late_duplicate_answer_is_ignored_not_fatal():
+    pair = make_pair()
+    pair.initiator.initiate("gw", 0.0)
+    [(mm1, _)] = pair.initiator.datagrams_to_send()
+    pair.responder.receive_datagram(mm1, (INITIATOR_IP, 848), 0.0)
+    [(mm2, _)] = pair.responder.datagrams_to_send()
+    pair.initiator.receive_datagram(mm2, (RESPONDER_IP, 848), 0.0)
+    [(mm3, _)] = pair.initiator.datagrams_to_send()
+    pair.responder.receive_datagram(mm3, (INITIATOR_IP, 848), 0.0)
+    [(mm4, _)] = pair.responder.datagrams_to_send()
+    pair.initiator.receive_datagram(mm4, (RESPONDER_IP, 848), 0.0)
+    # A second copy of MM2 (the answer to a retransmitted MM1) arrives late.
+    pair.initiator.receive_datagram(mm2, (RESPONDER_IP, 848), 0.0)
+    pair.transfer()
+    assert _established(pair.events_i) and _established(pair.events_r)
+    assert not _failed(pair.events_i + pair.events_r)
+    assert "late repeat of a message already handled" in [
+        e.reason for e in pair.events_i if isinstance(e, PacketDropped)
+    ]
+
+
+def test_a_first_message_repeated_after_establishment_creates_nothing():
+    pair = make_pair()
+    pair.initiator.initiate("gw", 0.0)
+    pair.transfer()
+    mm1 = pair.wire[0][1]
+    expiry = pair.responder.get_timer()
+    pair.responder.receive_datagram(mm1, (INITIATOR_IP, 848), 5.0)
+    assert pair.responder.datagrams_to_send() == []
+    assert pair.responder.get_timer() == expiry  # no new half-open SA with its own deadline
+    pair.collect()
+    assert isinstance(pair.events_r[-1], PacketDropped)
+
+
+def test_a_repeated_final_message_gets_no_answer_once_established():
+    pair = make_pair()
+    pair.initiator.initiate("gw", 0.0)
+    pair.transfer()
+    mm6 = [data for sender, data in pair.wire if sender == "r"][-1]
+    pair.initiator.receive_datagram(mm6, (RESPONDER_IP, 848), 1.0)
+    assert pair.initiator.datagrams_to_send() == []
+    assert len(pair.initiator.established()) == 1
+
+
+def test_phase1_messages_with_a_message_id_are_dropped():
+    pair = make_pair()
+    pair.initiator.initiate("gw", 0.0)
+    [(mm1, _)] = pair.initiator.datagrams_to_send()
+    bad = mm1[:20] + (7).to_bytes(4, "big") + mm1[24:]
+    pair.responder.receive_datagram(bad, (INITIATOR_IP, 848), 0.0)
+    assert pair.responder.datagrams_to_send() == [] and pair.responder.get_timer() is None
+    event = pair.responder.next_event()
+    assert isinstance(event, PacketDropped) and "message ID 0x00000007" in event.reason
+
+
+def test_peer_identities_cannot_inject_log_lines():
+    evil = IdPayload.fqdn("a.example\nIKE SA up: peer=6.6.6.6")
+    assert evil.describe() == "fqdn:a.example\\x0aIKE\\x20SA\\x20up:\\x20peer=6.6.6.6"

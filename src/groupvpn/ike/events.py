@@ -74,4 +74,14 @@ class PacketDropped:
     reason: str
 
 
-IkeEvent = IkeSaEstablished | IkeSaFailed | IkeSaDeleted | NotifyReceived | PacketDropped
+@dataclass(frozen=True, slots=True)
+class InternalError:
+    """A bug caught at the core's boundary; the core carries on.  ``detail`` is a traceback."""
+
+    where: str
+    detail: str
+
+
+IkeEvent = (
+    IkeSaEstablished | IkeSaFailed | IkeSaDeleted | NotifyReceived | PacketDropped | InternalError
+)

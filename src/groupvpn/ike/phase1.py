@@ -67,6 +67,10 @@ class Step:
     #: True when ``send`` is a request we retransmit until the peer answers.
     expect_reply: bool = False
     failure: Failure | None = None
+    #: The message does not belong here (a late repeat, the wrong message): ignore
+    #: it and leave the SA exactly as it was.  Steps decide this before changing
+    #: anything, so an unauthenticated stray packet cannot end a negotiation.
+    drop: str | None = None
 
 
 class Env:
@@ -76,9 +80,10 @@ class Env:
         self.random_bytes = random_bytes
 
 
-def _rule_failure(rule: MessageRule, message: Received) -> Failure | None:
+def _misplaced(rule: MessageRule, message: Received) -> Step | None:
+    """A drop when the message is not the one ``rule`` describes."""
     problem = violation(rule, message.payloads, message.encrypted)
-    return Failure(problem, NotifyType.PAYLOAD_MALFORMED) if problem else None
+    return Step(drop=problem) if problem else None
 
 
 # --- shared pieces (the strongSwan "phase1" helper idea, written for us) --------
@@ -89,7 +94,8 @@ def expected_remote_id(sa: IkeSa) -> IdPayload:
 
 
 def identity_matches(expected: IdPayload, received: IdPayload) -> bool:
-    """Compare type and data; protocol/port may be 0 or UDP/500 (RFC 2407 §4.6.2)."""
+    """Compare type and data.  Protocol and port are not compared: peers send 0/0 or
+    UDP/500 (RFC 2407 §4.6.2) for the same identity."""
     if expected.id_type != received.id_type:
         return False
     if received.id_type in (IdType.FQDN, IdType.USER_FQDN):
@@ -175,11 +181,19 @@ def _auth_hash(sa: IkeSa, of_initiator: bool, id_body: bytes) -> bytes:
     )
 
 
+def _received_body(message: Received, cls: type[Payload]) -> bytes:
+    """The body of the first ``cls`` payload exactly as it arrived (hash input)."""
+    for payload, raw in zip(message.payloads, message.raw, strict=True):
+        if isinstance(payload, cls):
+            return raw[4:]
+    raise LookupError(cls.__name__)
+
+
 def _verify_peer_auth(sa: IkeSa, message: Received) -> Failure | None:
     """Check the peer's ID and HASH_I/HASH_R from the same message."""
     peer_id = first_of(message.payloads, IdPayload)
     received_hash = first_of(message.payloads, HashPayload)
-    expected = _auth_hash(sa, sa.role is Role.RESPONDER, peer_id.encode_body())
+    expected = _auth_hash(sa, sa.role is Role.RESPONDER, _received_body(message, IdPayload))
     if not hmac.compare_digest(expected, received_hash.data):
         name = "HASH_I" if sa.role is Role.RESPONDER else "HASH_R"
         return Failure(
@@ -219,8 +233,8 @@ def main_mode_answer(sa: IkeSa, answer: SaPayload) -> bytes:
 
 
 def mm_initiator_got_sa(sa: IkeSa, message: Received, env: Env) -> Step:
-    if failure := _rule_failure(MAIN_MODE_RULES[1], message):
-        return Step(failure=failure)
+    if misplaced := _misplaced(MAIN_MODE_RULES[1], message):
+        return misplaced
     try:
         sa.agreed = check_answer(first_of(message.payloads, SaPayload), sa.policy.proposals)
     except UnacceptableTransform as exc:
@@ -231,8 +245,8 @@ def mm_initiator_got_sa(sa: IkeSa, message: Received, env: Env) -> Step:
 
 
 def mm_responder_got_ke(sa: IkeSa, message: Received, env: Env) -> Step:
-    if failure := _rule_failure(MAIN_MODE_RULES[2], message):
-        return Step(failure=failure)
+    if misplaced := _misplaced(MAIN_MODE_RULES[2], message):
+        return misplaced
     _take_peer_ke(sa, message)
     ke, nonce = _start_dh(sa, env, _agreed(sa).dh_group)
     if failure := _derive_keys(sa):
@@ -242,8 +256,8 @@ def mm_responder_got_ke(sa: IkeSa, message: Received, env: Env) -> Step:
 
 
 def mm_initiator_got_ke(sa: IkeSa, message: Received, env: Env) -> Step:
-    if failure := _rule_failure(MAIN_MODE_RULES[3], message):
-        return Step(failure=failure)
+    if misplaced := _misplaced(MAIN_MODE_RULES[3], message):
+        return misplaced
     _take_peer_ke(sa, message)
     if failure := _derive_keys(sa):
         return Step(failure=failure)
@@ -253,8 +267,8 @@ def mm_initiator_got_ke(sa: IkeSa, message: Received, env: Env) -> Step:
 
 
 def mm_responder_got_auth(sa: IkeSa, message: Received, env: Env) -> Step:
-    if failure := _rule_failure(MAIN_MODE_RULES[4], message):
-        return Step(failure=failure)
+    if misplaced := _misplaced(MAIN_MODE_RULES[4], message):
+        return misplaced
     if failure := _verify_peer_auth(sa, message):
         return Step(failure=failure)
     sa.ivs.confirm(0)
@@ -263,8 +277,8 @@ def mm_responder_got_auth(sa: IkeSa, message: Received, env: Env) -> Step:
 
 
 def mm_initiator_got_auth(sa: IkeSa, message: Received, env: Env) -> Step:
-    if failure := _rule_failure(MAIN_MODE_RULES[5], message):
-        return Step(failure=failure)
+    if misplaced := _misplaced(MAIN_MODE_RULES[5], message):
+        return misplaced
     if failure := _verify_peer_auth(sa, message):
         return Step(failure=failure)
     sa.ivs.confirm(0)
@@ -288,8 +302,8 @@ def aggressive_mode_offer(sa: IkeSa, env: Env) -> bytes:
 
 
 def am_initiator_got_answer(sa: IkeSa, message: Received, env: Env) -> Step:
-    if failure := _rule_failure(AGGRESSIVE_MODE_RULES[1], message):
-        return Step(failure=failure)
+    if misplaced := _misplaced(AGGRESSIVE_MODE_RULES[1], message):
+        return misplaced
     try:
         sa.agreed = check_answer(first_of(message.payloads, SaPayload), sa.policy.proposals)
     except UnacceptableTransform as exc:
@@ -310,6 +324,7 @@ def aggressive_mode_answer(sa: IkeSa, message: Received, env: Env, answer: SaPay
     """AM2 for a new responder SA whose proposal the endpoint already selected."""
     if failure := _check_remote_id(sa, first_of(message.payloads, IdPayload)):
         return Step(failure=failure)
+    sa.remote_id_b = _received_body(message, IdPayload)  # IDii_b for HASH_I in AM3
     _take_peer_ke(sa, message)
     ke, nonce = _start_dh(sa, env, _agreed(sa).dh_group)
     if failure := _derive_keys(sa):
@@ -321,10 +336,10 @@ def aggressive_mode_answer(sa: IkeSa, message: Received, env: Env, answer: SaPay
 
 
 def am_responder_got_auth(sa: IkeSa, message: Received, env: Env) -> Step:
-    if failure := _rule_failure(AGGRESSIVE_MODE_RULES[2], message):
-        return Step(failure=failure)
+    if misplaced := _misplaced(AGGRESSIVE_MODE_RULES[2], message):
+        return misplaced
     received_hash = first_of(message.payloads, HashPayload)
-    expected = _auth_hash(sa, True, sa.remote_id.encode_body() if sa.remote_id else b"")
+    expected = _auth_hash(sa, True, sa.remote_id_b)
     if not hmac.compare_digest(expected, received_hash.data):
         return Step(
             failure=Failure(

@@ -21,6 +21,7 @@ from groupvpn.wire.constants import (
     IkeAttribute,
     IkeAuthMethod,
     LifeType,
+    NotifyType,
     ProtocolId,
 )
 from groupvpn.wire.payloads import IdPayload, Proposal, SaPayload, Transform
@@ -199,3 +200,28 @@ def check_answer(answer: SaPayload, offered: tuple[Phase1Proposal, ...]) -> Phas
             lifetime = min(ours.lifetime_seconds, chosen.lifetime_seconds)
             return Phase1Proposal(chosen.encryption, chosen.hash, chosen.dh_group, lifetime)
     raise UnacceptableTransform(f"responder chose {chosen.describe()}, which we did not offer")
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a responder will not take a first message, and the Notify to answer with."""
+
+    reason: str
+    notify: int
+
+
+def admit_offer(peer: Phase1Peer, offer: SaPayload) -> Selection | Refusal:
+    """The responder's decision on an offered phase 1 SA from a configured gateway."""
+    if offer.doi not in (Doi.IPSEC, Doi.GDOI):
+        return Refusal(f"SA DOI {offer.doi} not supported", NotifyType.DOI_NOT_SUPPORTED)
+    if offer.situation not in (0, 1):  # none (GDOI) or SIT_IDENTITY_ONLY (IPsec DOI)
+        return Refusal(
+            f"SA situation {offer.situation} not supported", NotifyType.SITUATION_NOT_SUPPORTED
+        )
+    selection = select_proposal(offer, peer.proposals)
+    if selection is None:
+        configured = ", ".join(p.describe() for p in peer.proposals)
+        return Refusal(
+            f"no acceptable proposal (we accept {configured})", NotifyType.NO_PROPOSAL_CHOSEN
+        )
+    return selection

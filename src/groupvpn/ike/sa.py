@@ -38,6 +38,7 @@ class Mode(enum.StrEnum):
 class SaState(enum.Enum):
     """Where a negotiation stands.  Names say what was last *sent*."""
 
+    NEW = "new"
     MM_SA_SENT = "MM1 sent"  # initiator
     MM_KE_SENT = "MM3 sent"
     MM_AUTH_SENT = "MM5 sent"
@@ -71,6 +72,10 @@ class IkeSa:
     keys: Phase1Keys | None = field(default=None, repr=False)
     ivs: IvManager = field(default_factory=IvManager, repr=False)
     remote_id: IdPayload | None = None
+    #: Aggressive Mode responder: IDii_b as received in AM1, for HASH_I in AM3.
+    remote_id_b: bytes = b""
+    #: Every message accepted in this negotiation, to tell late repeats apart.
+    accepted: list[bytes] = field(default_factory=list, repr=False)
     #: Retransmission: the last message we sent and the last one we accepted.
     last_sent: bytes | None = field(default=None, repr=False)
     last_received: bytes | None = field(default=None, repr=False)

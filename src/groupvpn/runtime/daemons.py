@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from pathlib import Path
+from typing import TextIO
 
 from groupvpn.config.model import IkeGateway
 from groupvpn.ike.endpoint import IkeEndpoint
@@ -25,6 +26,7 @@ from groupvpn.ike.events import (
     IkeSaDeleted,
     IkeSaEstablished,
     IkeSaFailed,
+    InternalError,
     NotifyReceived,
     PacketDropped,
 )
@@ -79,6 +81,8 @@ def describe_event(event: IkeEvent) -> tuple[int, str]:
             f"notify received: peer={event.peer[0]}:{event.peer[1]} "
             f"type={notify_name(event.notify_type)} {kind}"
         )
+    if isinstance(event, InternalError):
+        return logging.ERROR, f"internal error ({event.where}), please report:\n{event.detail}"
     assert isinstance(event, PacketDropped)
     return (
         logging.INFO,
@@ -91,24 +95,35 @@ class _Daemon:
     options: DaemonOptions
     protocols: list[EndpointProtocol] = field(default_factory=list)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
+    debug_keys_file: TextIO | None = None
 
     def on_event(self, event: IkeEvent) -> None:
         level, line = describe_event(event)
         log.log(level, "%s", line)
-        if isinstance(event, IkeSaEstablished) and self.options.debug_keys is not None:
+        if isinstance(event, IkeSaEstablished) and self.debug_keys_file is not None:
             self._write_debug_key(event)
 
+    def open_debug_keys(self) -> None:
+        """Open the --debug-keys file at start-up, so a bad path stops us before any SA."""
+        path = self.options.debug_keys
+        if path is None:
+            return
+        try:
+            # Secrets on disk: owner-only, and never through a symlink someone planted.
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+            os.fchmod(fd, 0o600)
+        except OSError as exc:
+            raise StartupError(f"cannot open --debug-keys file {path}: {exc.strerror}") from exc
+        self.debug_keys_file = os.fdopen(fd, "a", buffering=1)
+
     def _write_debug_key(self, event: IkeSaEstablished) -> None:
-        assert self.options.debug_keys is not None
+        assert self.debug_keys_file is not None
         for protocol in self.protocols:
             key = protocol.endpoint.decryption_key(
                 event.sa.initiator_cookie, event.sa.responder_cookie
             )
             if key is not None:
-                # Secrets on disk: owner-only from the moment the file exists.
-                fd = os.open(self.options.debug_keys, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-                with os.fdopen(fd, "a") as keys:
-                    keys.write(f"{event.sa.initiator_cookie.hex()},{key.hex()}\n")
+                self.debug_keys_file.write(f"{event.sa.initiator_cookie.hex()},{key.hex()}\n")
 
     def install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
@@ -128,6 +143,8 @@ class _Daemon:
         await asyncio.sleep(0.05)
         for protocol in self.protocols:
             protocol.close()
+        if self.debug_keys_file is not None:
+            self.debug_keys_file.close()
 
 
 def _group_by_local_address(
@@ -156,6 +173,7 @@ async def _open_all(
     on_event: Callable[[IkeEvent], None],
 ) -> list[EndpointProtocol]:
     options = daemon.options
+    daemon.open_debug_keys()
     for local, gateways in groups.items():
         endpoint = IkeEndpoint(
             str(local),
@@ -199,11 +217,16 @@ async def run_member(gateways: Sequence[IkeGateway], options: DaemonOptions) -> 
 
     def on_event(event: IkeEvent) -> None:
         daemon.on_event(event)
-        if isinstance(event, IkeSaEstablished | IkeSaFailed):
-            name = event.sa.gateway if isinstance(event, IkeSaEstablished) else event.gateway
-            outcome.setdefault(name, isinstance(event, IkeSaEstablished))
-            if len(outcome) == len(gateways):
-                all_done.set()
+        # Only our own negotiations decide the outcome: a refused stray first
+        # message from the key server's address is not our SA failing.
+        if isinstance(event, IkeSaEstablished) and event.sa.role == "initiator":
+            outcome.setdefault(event.sa.gateway, True)
+        elif isinstance(event, IkeSaFailed) and event.role == "initiator":
+            outcome.setdefault(event.gateway, False)
+        else:
+            return
+        if len(outcome) == len(gateways):
+            all_done.set()
 
     groups = _group_by_local_address(gateways, None)
     protocols = await _open_all(daemon, groups, on_event)

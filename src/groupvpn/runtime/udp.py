@@ -47,13 +47,22 @@ class EndpointProtocol(asyncio.DatagramProtocol):
     # -- driving the core -------------------------------------------------------------
 
     def pump(self) -> None:
-        """Send what the core queued, deliver its events, re-arm its timer."""
-        if self._transport is not None:
-            for data, addr in self.endpoint.datagrams_to_send():
-                self._transport.sendto(data, addr)
-        while (event := self.endpoint.next_event()) is not None:
-            self._on_event(event)
-        self._arm_timer()
+        """Send what the core queued, deliver its events, re-arm its timer.
+
+        A failing event handler is logged and skipped: the timer must be re-armed
+        whatever happens, or retransmissions and expiries would silently stop.
+        """
+        try:
+            if self._transport is not None:
+                for data, addr in self.endpoint.datagrams_to_send():
+                    self._transport.sendto(data, addr)
+            while (event := self.endpoint.next_event()) is not None:
+                try:
+                    self._on_event(event)
+                except Exception:
+                    log.exception("error while handling %s", type(event).__name__)
+        finally:
+            self._arm_timer()
 
     def _arm_timer(self) -> None:
         when = self.endpoint.get_timer()

@@ -334,10 +334,17 @@ class IdPayload(Payload):
             return f"ipv4:{ipaddress.IPv4Address(self.data)}"
         if self.id_type in (IdType.FQDN, IdType.USER_FQDN):
             kind = "fqdn" if self.id_type == IdType.FQDN else "user-fqdn"
-            return f"{kind}:{self.data.decode('ascii', 'backslashreplace')}"
+            return f"{kind}:{_printable(self.data)}"
         if self.id_type == IdType.KEY_ID:
             return f"key-id:{self.data.hex()}"
         return f"id-type-{self.id_type}:{self.data.hex()}"
+
+
+def _printable(data: bytes) -> str:
+    """Peer-supplied text made safe for one log line: anything but printable ASCII is escaped."""
+    return "".join(
+        chr(octet) if 0x20 < octet < 0x7F and octet != 0x5C else f"\\x{octet:02x}" for octet in data
+    )
 
 
 @dataclass(frozen=True, slots=True)
