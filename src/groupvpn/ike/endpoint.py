@@ -63,6 +63,9 @@ _ERROR_HINTS: dict[int, str] = {
 }
 
 
+ExchangeHandler = Callable[[IkeSa, IsakmpHeader, bytes, float], None]
+
+
 class UnknownGateway(KeyError):
     """``initiate`` was asked for a gateway that is not configured."""
 
@@ -93,6 +96,8 @@ class IkeEndpoint:
             for address in peer.addresses:
                 self._peers_by_address.setdefault(address, peer)
         self._table = SaTable()
+        #: Exchanges run under an established SA by a protocol above us (GDOI).
+        self._exchange_handlers: dict[int, ExchangeHandler] = {}
         self._outbox: list[tuple[bytes, Address]] = []
         self._events: deque[IkeEvent] = deque()
 
@@ -139,6 +144,33 @@ class IkeEndpoint:
 
     def next_event(self) -> IkeEvent | None:
         return self._events.popleft() if self._events else None
+
+    # -- for protocols that run under an established SA (GDOI) ---------------------
+
+    def handle_exchange(self, exchange_type: int, handler: ExchangeHandler) -> None:
+        """Give messages of ``exchange_type`` under an established SA to ``handler``.
+
+        The handler decrypts and verifies them itself (it owns that exchange's
+        message ID chain) and answers with :meth:`send`.  It may raise DecodeError
+        for a message that does not decode: that becomes a drop, as everywhere.
+        """
+        self._exchange_handlers[exchange_type] = handler
+
+    def send(self, sa: IkeSa, data: bytes) -> None:
+        """Queue a datagram for the peer of ``sa``."""
+        self._outbox.append((data, sa.peer))
+
+    def find_sa(self, initiator_cookie: bytes, responder_cookie: bytes) -> IkeSa | None:
+        sa = self._table.find(initiator_cookie, responder_cookie)
+        return sa if sa is not None and sa.state is SaState.ESTABLISHED else None
+
+    def established_with(self, gateway: str) -> IkeSa | None:
+        """Our established SA to a gateway, newest first (a member's way to its server)."""
+        candidates = [
+            sa for sa in self._table
+            if sa.policy.gateway == gateway and sa.state is SaState.ESTABLISHED
+        ]  # fmt: skip
+        return max(candidates, key=lambda sa: sa.established_at or 0.0, default=None)
 
     # -- operations for shells ----------------------------------------------------
 
@@ -190,6 +222,8 @@ class IkeEndpoint:
             self._receive_informational(sa, data, header, now)
         elif mode is sa.mode:
             self._receive_phase1(sa, data, header, now)
+        elif sa.state is SaState.ESTABLISHED and header.exchange_type in self._exchange_handlers:
+            self._exchange_handlers[header.exchange_type](sa, header, data, now)
         else:
             self._drop(addr, f"exchange type {header.exchange_type} not handled for this SA")
 

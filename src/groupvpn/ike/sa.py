@@ -20,7 +20,7 @@ from groupvpn.ike.events import Address, IkeSaInfo
 from groupvpn.ike.policy import Phase1Peer, Phase1Proposal
 from groupvpn.wire.buffer import DecodeError
 from groupvpn.wire.constants import HEADER_LENGTH, Flag
-from groupvpn.wire.dialect import V1
+from groupvpn.wire.dialect import V1, Dialect
 from groupvpn.wire.message import IsakmpHeader, PayloadChain, decode_payloads, encode_payloads
 from groupvpn.wire.payloads import DecodeContext, IdPayload, Payload
 
@@ -149,8 +149,11 @@ class IkeSa:
             return self.ivs.phase1_iv()
         return self.ivs.iv_for(message_id, self.agreed.hash, self.agreed.encryption.block_size)
 
-    def decrypt(self, data: bytes, header: IsakmpHeader) -> PayloadChain:
-        """Decrypt and decode; the IV moves only when the caller calls ``confirm``."""
+    def decrypt(self, data: bytes, header: IsakmpHeader, dialect: Dialect = V1) -> PayloadChain:
+        """Decrypt and decode; the IV moves only when the caller calls ``confirm``.
+
+        ``dialect`` matters only for GDOI payloads (GROUPKEY-PULL/PUSH bodies).
+        """
         if self.keys is None or self.agreed is None:
             raise DecodeError("encrypted message before keys exist", 19)
         cipher = self.agreed.encryption
@@ -166,7 +169,7 @@ class IkeSa:
         chain = decode_payloads(
             plaintext,
             header.next_payload,
-            DecodeContext(header.exchange_type, V1),
+            DecodeContext(header.exchange_type, dialect),
             allow_trailing=True,
         )
         self.ivs.update(header.message_id, ciphertext[-cipher.block_size :])
