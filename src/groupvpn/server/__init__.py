@@ -1,0 +1,1 @@
+"""The group key server (GCKS) core: groups, keys, members."""

@@ -1,0 +1,134 @@
+"""The key server's group core: admission, what a member downloads, TEK lifetimes."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address, IPv4Network
+
+import pytest
+
+from groupvpn.gdoi.pull import GroupOffer, PullError
+from groupvpn.ike.policy import Phase1Peer
+from groupvpn.ike.sa import IkeSa, Mode, Role, SaState
+from groupvpn.server.groups import GroupDefinition, GroupKeyServer
+from groupvpn.server.tek import ESP_CIPHERS, ESP_INTEGRITY, GroupPolicySpec
+from groupvpn.wire.constants import ExchangeType, NotifyType
+from groupvpn.wire.dialect import V1, V2, Dialect
+from groupvpn.wire.gdoi_numbers import GapAttribute, IpsecAttribute, TekKeyAttribute
+from groupvpn.wire.message import decode_payloads, encode_payloads
+from groupvpn.wire.payloads import DecodeContext, IdPayload
+from tests.ikepair import proposal
+
+
+def _policy(name: str, source: str, destination: str, lifetime: int = 3600) -> GroupPolicySpec:
+    return GroupPolicySpec(
+        name, IPv4Network(source), IPv4Network(destination), 0, 0, 0,
+        ESP_CIPHERS["aes-128-cbc"], ESP_INTEGRITY["hmac-sha1-96"], lifetime,
+    )  # fmt: skip
+
+
+# The spec's example group (Example: Configuring Group VPNv1 Server and Members).
+SPEC_GROUP = GroupDefinition(
+    name="g1",
+    group_id=1,
+    gateways=frozenset({"gw-member1", "gw-member2"}),
+    policies=(
+        _policy("p1", "10.1.0.0/16", "10.2.0.0/16"),
+        _policy("p2", "10.2.0.0/16", "10.1.0.0/16"),
+        _policy("p3", "10.1.1.1/32", "239.1.1.1/32"),
+    ),
+)
+
+
+def _ike_sa(gateway: str, address: str = "198.51.100.11") -> IkeSa:
+    peer = Phase1Peer(gateway, (IPv4Address(address),), "main", (proposal(),), b"k")
+    return IkeSa(
+        role=Role.RESPONDER, mode=Mode.MAIN, peer=(address, 848), policy=peer,
+        initiator_cookie=b"i" * 8, responder_cookie=b"r" * 8, state=SaState.ESTABLISHED,
+        local_id=IdPayload.ipv4("20.0.0.1"), created_at=0.0,
+    )  # fmt: skip
+
+
+def _offer(server: GroupKeyServer, now: float = 0.0) -> GroupOffer:
+    offer = server.admit(1, _ike_sa("gw-member1"), now)
+    assert isinstance(offer, GroupOffer)
+    return offer
+
+
+def test_unknown_group_and_unlisted_gateway_are_refused_with_reasons():
+    server = GroupKeyServer([SPEC_GROUP], V1)
+    unknown = server.admit(9, _ike_sa("gw-member1"), 0.0)
+    assert isinstance(unknown, PullError)
+    assert unknown.reason == "group-id 9 is not configured"
+    assert unknown.notify == NotifyType.INVALID_ID_INFORMATION
+    stranger = server.admit(1, _ike_sa("gw-other"), 0.0)
+    assert isinstance(stranger, PullError)
+    assert stranger.reason == "IKE gateway gw-other is not an ike-gateway of group g1"
+    assert server.members() == []
+
+
+@pytest.mark.parametrize("dialect", [V1, V2], ids=["v1", "v2"])
+def test_offer_has_one_sa_tek_per_group_policy_and_its_keys(dialect: Dialect):
+    server = GroupKeyServer([SPEC_GROUP], dialect)
+    offer = _offer(server, now=100.0)
+    assert offer.sequence is None and offer.sa.kek is None  # no server-member-communication
+    teks = [sat.ipsec for sat in offer.sa.teks]
+    assert [(t.src.describe(), t.dst.describe()) for t in teks if t] == [
+        ("10.1.0.0/16", "10.2.0.0/16"),
+        ("10.2.0.0/16", "10.1.0.0/16"),
+        ("10.1.1.1/32", "239.1.1.1/32"),
+    ]
+    spis = [t.spi for t in teks if t]
+    assert len(set(spis)) == 3 and all(int.from_bytes(s, "big") > 255 for s in spis)
+    assert [p.spi for p in offer.key_download.packets] == spis
+    for packet in offer.key_download.packets:
+        keys = {a.type: a.as_bytes() for a in packet.attributes}
+        assert len(keys[TekKeyAttribute.TEK_ALGORITHM_KEY]) == 16  # aes-128-cbc
+        assert len(keys[TekKeyAttribute.TEK_INTEGRITY_KEY]) == 20  # hmac-sha1-96
+    first = teks[0]
+    assert first is not None
+    attrs = {a.type: a.as_int() for a in first.attributes}
+    assert attrs[IpsecAttribute.SA_LIFE_DURATION] == 3600  # remaining at issue time
+    assert attrs[IpsecAttribute.KEY_LENGTH] == 128
+    assert (IpsecAttribute.ADDRESS_PRESERVATION in attrs) is (dialect is V2)
+    if dialect is V2:
+        assert offer.sa.gap is not None
+        assert offer.sa.gap.attributes[0].type == GapAttribute.ACTIVATION_TIME_DELAY
+    else:
+        assert offer.sa.gap is None
+    # What the server builds decodes back to the same thing in its dialect.
+    first_type, octets = encode_payloads([offer.sa, offer.key_download])
+    ctx = DecodeContext(ExchangeType.GROUPKEY_PULL, dialect)
+    assert decode_payloads(octets, first_type, ctx).payloads == (offer.sa, offer.key_download)
+
+
+def test_teks_stay_until_they_expire_then_fresh_keys_and_spis_follow():
+    server = GroupKeyServer([SPEC_GROUP], V1)
+    first = server.current_teks(1, 0.0)
+    assert server.current_teks(1, 3599.0) == first
+    later = _offer(server, now=1000.0)
+    remaining = {a.type: a.as_int() for a in later.sa.teks[0].spec.attributes}  # type: ignore[union-attr]
+    assert remaining[IpsecAttribute.SA_LIFE_DURATION] == 2600
+    renewed = server.current_teks(1, 3600.0)
+    assert all(new.spi != old.spi for new, old in zip(renewed, first, strict=True))
+    assert all(
+        new.encryption_key != old.encryption_key for new, old in zip(renewed, first, strict=True)
+    )
+
+
+def test_members_are_recorded_only_on_commit_and_listed_per_group():
+    other = GroupDefinition(
+        "g2", 2, frozenset({"gw-member1"}), (_policy("q", "10.9.0.0/16", "10.8.0.0/16"),)
+    )
+    server = GroupKeyServer([SPEC_GROUP, other], V1)
+    _offer(server)
+    assert server.members() == []
+    record = server.commit(1, _ike_sa("gw-member1", "198.51.100.11"), 5.0)
+    server.commit(2, _ike_sa("gw-member1", "198.51.100.11"), 6.0)
+    assert (record.group, record.address, record.gateway) == ("g1", "198.51.100.11", "gw-member1")
+    assert [m.group for m in server.members()] == ["g1", "g2"]
+    assert [m.group_id for m in server.members("g2")] == [2]
+
+
+def test_duplicate_group_ids_are_refused():
+    with pytest.raises(ValueError, match="group-id 1 configured twice"):
+        GroupKeyServer([SPEC_GROUP, SPEC_GROUP], V1)
