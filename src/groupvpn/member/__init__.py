@@ -1,0 +1,1 @@
+"""The group member core: registration to key servers, keys, and dynamic policies."""

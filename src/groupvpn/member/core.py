@@ -1,0 +1,304 @@
+"""The group member core: phase 1 to the key server, then GROUPKEY-PULL, per VPN.
+
+Sans-IO like the endpoint under it.  For each configured group VPN the member
+brings up (or reuses) an IKE SA to the VPN's gateway, pulls the group's policy
+and keys, and reports the result.  Anything that goes wrong (no answer, a
+refusal, a broken message) ends that attempt; the next one starts after a
+jittered exponential backoff, so a member never spins and a fleet of members
+does not retry in lockstep.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+import secrets
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from groupvpn.gdoi.pull import NONCE_LENGTH, PullError, PullInitiator, Registration
+from groupvpn.ike.endpoint import IkeEndpoint
+from groupvpn.ike.events import (
+    Address,
+    IkeEvent,
+    IkeSaDeleted,
+    IkeSaEstablished,
+    IkeSaFailed,
+    NotifyReceived,
+)
+from groupvpn.ike.sa import IkeSa
+from groupvpn.wire.buffer import DecodeError
+from groupvpn.wire.constants import ExchangeType, notify_name
+from groupvpn.wire.dialect import Dialect
+from groupvpn.wire.message import IsakmpHeader
+
+
+@dataclass(frozen=True, slots=True)
+class GroupVpn:
+    """`[edit security group-vpn member ipsec vpn NAME]` as the core needs it."""
+
+    name: str
+    gateway: str
+    group_id: int
+
+
+class VpnState(enum.Enum):
+    CONNECTING = "connecting"  # phase 1 to the key server in progress
+    REGISTERING = "registering"  # GROUPKEY-PULL in progress
+    REGISTERED = "registered"
+    WAITING = "waiting to retry"
+
+
+@dataclass(frozen=True, slots=True)
+class Registered:
+    vpn: str
+    registration: Registration
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrationFailed:
+    vpn: str
+    reason: str
+    retry_in: float
+
+
+MemberEvent = Registered | RegistrationFailed
+
+
+@dataclass
+class _Vpn:
+    config: GroupVpn
+    state: VpnState = VpnState.WAITING
+    pull: PullInitiator | None = None
+    pull_sa: IkeSa | None = None
+    last_sent: bytes | None = None
+    retransmits: int = 0
+    timer_at: float | None = 0.0  # start at once
+    failures: int = 0
+    last_error: str = ""
+    registration: Registration | None = None
+    registered_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VpnStatus:
+    """What `show security group-vpn member ike security-associations` reports per VPN."""
+
+    vpn: str
+    gateway: str
+    group_id: int
+    state: str
+    failures: int
+    last_error: str
+    next_attempt: float | None
+    registered_at: float | None
+
+
+class MemberCore:
+    def __init__(
+        self,
+        ike: IkeEndpoint,
+        vpns: Iterable[GroupVpn],
+        dialect: Dialect,
+        *,
+        random_bytes: Callable[[int], bytes] = secrets.token_bytes,
+        jitter: random.Random | None = None,
+        retransmit_interval: float = 2.0,
+        retransmit_limit: int = 4,
+        backoff_base: float = 2.0,
+        backoff_max: float = 120.0,
+    ) -> None:
+        self.ike = ike
+        self.dialect = dialect
+        self._vpns = {vpn.name: _Vpn(vpn) for vpn in vpns}
+        self._random_bytes = random_bytes
+        self._jitter = jitter or random.Random()
+        self._retransmit_interval = retransmit_interval
+        self._retransmit_limit = retransmit_limit
+        self._backoff_base = backoff_base
+        self._backoff_max = backoff_max
+        self._events: deque[MemberEvent | IkeEvent] = deque()
+        ike.handle_exchange(ExchangeType.GROUPKEY_PULL, self._on_pull)
+
+    # -- the sans-IO interface ---------------------------------------------------------
+
+    def receive_datagram(self, data: bytes, addr: Address, now: float) -> None:
+        self.ike.receive_datagram(data, addr, now)
+        self._drain_ike(now)
+
+    def datagrams_to_send(self) -> list[tuple[bytes, Address]]:
+        return self.ike.datagrams_to_send()
+
+    def get_timer(self) -> float | None:
+        times = [vpn.timer_at for vpn in self._vpns.values() if vpn.timer_at is not None]
+        if (ike_timer := self.ike.get_timer()) is not None:
+            times.append(ike_timer)
+        return min(times) if times else None
+
+    def handle_timer(self, now: float) -> None:
+        self.ike.handle_timer(now)
+        self._drain_ike(now)
+        for vpn in self._vpns.values():
+            if vpn.timer_at is not None and vpn.timer_at <= now:
+                vpn.timer_at = None
+                if vpn.state is VpnState.REGISTERING:
+                    self._retransmit_pull(vpn, now)
+                elif vpn.state is VpnState.WAITING:
+                    self._connect(vpn, now)
+                elif vpn.state is VpnState.CONNECTING:
+                    self._fail(vpn, "no IKE SA to the key server", now)
+
+    def next_event(self) -> MemberEvent | IkeEvent | None:
+        return self._events.popleft() if self._events else None
+
+    # -- operations ----------------------------------------------------------------------
+
+    def status(self, now: float) -> list[VpnStatus]:
+        return [self._status(vpn, now) for vpn in self._vpns.values()]
+
+    def _status(self, vpn: _Vpn, now: float) -> VpnStatus:
+        waiting = vpn.state is VpnState.WAITING and vpn.timer_at is not None
+        return VpnStatus(
+            vpn=vpn.config.name,
+            gateway=vpn.config.gateway,
+            group_id=vpn.config.group_id,
+            state=vpn.state.value,
+            failures=vpn.failures,
+            last_error=vpn.last_error,
+            next_attempt=(vpn.timer_at - now) if waiting and vpn.timer_at is not None else None,
+            registered_at=vpn.registered_at,
+        )
+
+    def registrations(self) -> dict[str, Registration]:
+        return {
+            name: vpn.registration
+            for name, vpn in self._vpns.items()
+            if vpn.registration is not None
+        }
+
+    def clear(self, now: float) -> None:
+        """Drop every group SA and register again (`clear ... ipsec security-associations`)."""
+        for vpn in self._vpns.values():
+            vpn.registration = vpn.registered_at = None
+            vpn.failures = 0
+            self._connect(vpn, now)
+
+    # -- the steps ------------------------------------------------------------------------
+
+    def _connect(self, vpn: _Vpn, now: float) -> None:
+        sa = self.ike.established_with(vpn.config.gateway)
+        if sa is not None:
+            self._start_pull(vpn, sa, now)
+            return
+        vpn.state = VpnState.CONNECTING
+        # One negotiation serves every VPN on the same gateway.
+        if not any(
+            other is not vpn and other.state is VpnState.CONNECTING
+            and other.config.gateway == vpn.config.gateway
+            for other in self._vpns.values()
+        ):  # fmt: skip
+            self.ike.initiate(vpn.config.gateway, now)
+            self._drain_ike(now)
+        # The IKE endpoint bounds phase 1 itself; this is only a backstop.
+        vpn.timer_at = now + self._retransmit_interval * 2 ** (self._retransmit_limit + 2)
+
+    def _start_pull(self, vpn: _Vpn, sa: IkeSa, now: float) -> None:
+        message_id = int.from_bytes(self._random_bytes(4), "big") or 1
+        vpn.pull = PullInitiator(
+            sa, vpn.config.group_id, message_id=message_id,
+            nonce=self._random_bytes(NONCE_LENGTH), dialect=self.dialect,
+        )  # fmt: skip
+        vpn.pull_sa = sa
+        vpn.state = VpnState.REGISTERING
+        self._send_pull(vpn, vpn.pull.first_message(), now)
+
+    def _send_pull(self, vpn: _Vpn, data: bytes, now: float) -> None:
+        assert vpn.pull_sa is not None
+        vpn.last_sent = data
+        vpn.retransmits = 0
+        vpn.timer_at = now + self._retransmit_interval
+        self.ike.send(vpn.pull_sa, data)
+
+    def _retransmit_pull(self, vpn: _Vpn, now: float) -> None:
+        if vpn.retransmits >= self._retransmit_limit or vpn.last_sent is None:
+            self._fail(vpn, f"no answer from the key server to GROUPKEY-PULL "
+                            f"after {vpn.retransmits} retransmissions", now)  # fmt: skip
+            return
+        assert vpn.pull_sa is not None
+        vpn.retransmits += 1
+        vpn.timer_at = now + self._retransmit_interval * 2**vpn.retransmits
+        self.ike.send(vpn.pull_sa, vpn.last_sent)
+
+    def _on_pull(self, sa: IkeSa, header: IsakmpHeader, data: bytes, now: float) -> None:
+        vpn = next(
+            (v for v in self._vpns.values()
+             if v.pull is not None and v.pull_sa is sa and v.pull.message_id == header.message_id),
+            None,
+        )  # fmt: skip
+        if vpn is None or vpn.pull is None:
+            raise DecodeError("GROUPKEY-PULL message for no registration of ours", 20)
+        try:
+            progress = vpn.pull.receive(header, data)
+        except PullError as exc:
+            self._fail(vpn, exc.reason, now)
+            return
+        if progress.send is not None:
+            self._send_pull(vpn, progress.send, now)
+        if progress.registration is not None:
+            vpn.state = VpnState.REGISTERED
+            vpn.timer_at = None
+            vpn.registration = progress.registration
+            vpn.registered_at = now
+            vpn.failures = 0
+            vpn.last_error = ""
+            self._events.append(Registered(vpn.config.name, progress.registration))
+
+    def _fail(self, vpn: _Vpn, reason: str, now: float) -> None:
+        vpn.failures += 1
+        vpn.pull = None
+        vpn.pull_sa = None
+        vpn.last_sent = None
+        vpn.state = VpnState.WAITING
+        vpn.last_error = reason
+        # Jittered exponential backoff: base * 2^(n-1), capped, times 0.5..1.5.
+        delay = min(self._backoff_max, self._backoff_base * 2 ** (vpn.failures - 1))
+        delay *= self._jitter.uniform(0.5, 1.5)
+        vpn.timer_at = now + delay
+        self._events.append(RegistrationFailed(vpn.config.name, reason, delay))
+
+    def _drain_ike(self, now: float) -> None:
+        """React to what phase 1 did, and pass its events on."""
+        while (event := self.ike.next_event()) is not None:
+            self._events.append(event)
+            if isinstance(event, IkeSaEstablished) and event.sa.role == "initiator":
+                for vpn in self._waiting_on(event.sa.gateway, VpnState.CONNECTING):
+                    sa = self.ike.established_with(vpn.config.gateway)
+                    if sa is not None:
+                        self._start_pull(vpn, sa, now)
+            elif isinstance(event, IkeSaFailed) and event.role == "initiator":
+                for vpn in self._waiting_on(event.gateway, VpnState.CONNECTING):
+                    self._fail(vpn, f"IKE phase 1 failed: {event.reason}", now)
+            elif isinstance(event, IkeSaDeleted):
+                for vpn in self._waiting_on(event.sa.gateway, VpnState.REGISTERING):
+                    if vpn.pull_sa is not None and vpn.pull_sa.cookies == (
+                        event.sa.initiator_cookie,
+                        event.sa.responder_cookie,
+                    ):
+                        self._fail(vpn, "IKE SA deleted during registration", now)
+            elif isinstance(event, NotifyReceived) and event.protected:
+                self._key_server_notified(event, now)
+
+    def _key_server_notified(self, event: NotifyReceived, now: float) -> None:
+        if event.notify_type >= 16384:
+            return  # status, not an error
+        for vpn in self._vpns.values():
+            if (
+                vpn.state is VpnState.REGISTERING
+                and vpn.pull_sa is not None
+                and (vpn.pull_sa.peer == event.peer)
+            ):
+                self._fail(vpn, f"key server refused: {notify_name(event.notify_type)}", now)
+
+    def _waiting_on(self, gateway: str, state: VpnState) -> list[_Vpn]:
+        return [v for v in self._vpns.values() if v.config.gateway == gateway and v.state is state]
