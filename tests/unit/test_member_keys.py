@@ -1,0 +1,48 @@
+"""A registration turned into the group SAs a member installs."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Network
+
+import pytest
+
+from groupvpn.gdoi.pull import GroupOffer, Registration
+from groupvpn.member.keys import UnusableTek, group_sas
+from groupvpn.server.groups import GroupKeyServer
+from groupvpn.wire.dialect import V1, V2, Dialect
+from groupvpn.wire.gdoi import KeyDownloadPayload
+from tests.unit.test_server_groups import SPEC_GROUP, _ike_sa
+
+
+def _registration(dialect: Dialect) -> Registration:
+    server = GroupKeyServer([SPEC_GROUP], dialect)
+    offer = server.admit(1, _ike_sa("gw-member1"), 50.0)
+    assert isinstance(offer, GroupOffer)
+    return Registration(1, offer.sa, offer.key_download, offer.sequence)
+
+
+@pytest.mark.parametrize("dialect", [V1, V2], ids=["v1", "v2"])
+def test_every_tek_becomes_a_group_sa_with_its_keys(dialect: Dialect):
+    registration = _registration(dialect)
+    sas = group_sas("vpn1", registration, received_at=1000.0)
+    assert [(str(sa.source), str(sa.destination)) for sa in sas] == [
+        ("10.1.0.0/16", "10.2.0.0/16"),
+        ("10.2.0.0/16", "10.1.0.0/16"),
+        ("10.1.1.1/32", "239.1.1.1/32"),
+    ]
+    for sa in sas:
+        assert (sa.cipher.name, sa.integrity.name) == ("aes-128-cbc", "hmac-sha1-96")
+        assert len(sa.encryption_key) == 16 and len(sa.integrity_key) == 20
+        assert sa.expires_at == 1000.0 + 3600  # remaining lifetime counted from receipt
+        assert repr(sa.encryption_key) not in repr(sa)  # keys never in repr
+        assert repr(sa.integrity_key) not in repr(sa)
+    assert sas[0].destination == IPv4Network("10.2.0.0/16")
+
+
+def test_a_tek_without_its_key_is_unusable():
+    registration = _registration(V1)
+    missing = Registration(
+        1, registration.sa, KeyDownloadPayload(registration.key_download.packets[1:]), None
+    )
+    with pytest.raises(UnusableTek, match="no key for SPI"):
+        group_sas("vpn1", missing, 0.0)
