@@ -7,6 +7,7 @@ import click
 from groupvpn import __version__
 from groupvpn.cli.check import check
 from groupvpn.cli.daemons import member, server
+from groupvpn.cli.show import clear, show
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -15,11 +16,8 @@ def cli() -> None:
     """Group VPN key server and group member (GDOI over IKEv1, Junos-style configuration)."""
 
 
-cli.add_command(server)
-cli.add_command(member)
-
-
-cli.add_command(check)
+for command in (check, server, member, show, clear):
+    cli.add_command(command)
 
 
 def main() -> None:

@@ -88,6 +88,9 @@ class GroupKeyServer:
         state.members[record.address] = record
         return record
 
+    def definitions(self) -> list[GroupDefinition]:
+        return [state.definition for state in self._groups.values()]
+
     def members(self, group: str | None = None) -> list[MemberRecord]:
         return [
             record
