@@ -54,7 +54,13 @@ def groupvpn_argv(
     extra: Sequence[str] = (),
 ) -> list[str]:
     """Command line of our daemon: ``role`` is ``"server"`` or ``"member"``."""
-    argv = [sys.executable, "-m", "groupvpn", role, "-c", str(conf), "--port", str(port)]
+    # Each daemon gets its own control socket next to its configuration, so tests
+    # never touch /run/groupvpn or each other.
+    control = Path(conf).with_suffix(".sock")
+    argv = [
+        sys.executable, "-m", "groupvpn", role, "-c", str(conf), "--port", str(port),
+        "--control", str(control),
+    ]  # fmt: skip
     if debug_keys is not None:
         argv += ["--debug-keys", str(debug_keys)]
     return [*argv, *extra]

@@ -100,7 +100,7 @@ def test_ike_log_patterns() -> None:
 def test_ike_log_patterns_match_what_the_daemons_log() -> None:
     """The harness regexes against the daemons' own line formatter, not a copy of it."""
     from groupvpn.ike.events import IkeSaEstablished, IkeSaFailed, IkeSaInfo
-    from groupvpn.runtime.daemons import describe_event
+    from groupvpn.runtime.logfmt import describe_event
 
     info = IkeSaInfo(
         bytes.fromhex("0123456789abcdef"), bytes.fromhex("fedcba9876543210"),
@@ -129,5 +129,6 @@ def test_groupvpn_argv() -> None:
     assert groupvpn_argv("member", "/x/gm.conf", debug_keys="/x/keys") == [
         sys.executable,
         *("-m", "groupvpn", "member", "-c", "/x/gm.conf", "--port", "500"),
+        *("--control", "/x/gm.sock"),
         *("--debug-keys", "/x/keys"),
     ]

@@ -12,15 +12,12 @@ from typing import Any
 import click
 
 from groupvpn.config import ConfigError, load_config_file
-from groupvpn.config.model import Config, IkeGateway
-from groupvpn.runtime.binding import PHASE1_DOIS
-from groupvpn.runtime.daemons import (
-    DEFAULT_PORT,
-    DaemonOptions,
-    StartupError,
-    run_member,
-    run_server,
-)
+from groupvpn.config.model import Config
+from groupvpn.runtime.base import DEFAULT_PORT, DaemonOptions, StartupError
+from groupvpn.runtime.binding import PHASE1_DOIS, group_definitions, group_vpns
+from groupvpn.runtime.member_daemon import run_member
+from groupvpn.runtime.server_daemon import run_server
+from groupvpn.wire.dialect import DIALECTS
 
 
 def _setup_logging(role: str, verbose: bool) -> None:
@@ -40,19 +37,9 @@ def _load(path: str) -> Config:
         sys.exit(1)
 
 
-def _run(
-    role: str,
-    gateways: list[IkeGateway],
-    options: DaemonOptions,
-    runner: Callable[[list[IkeGateway], DaemonOptions], Coroutine[Any, Any, int]],
-) -> None:
-    if not gateways:
-        click.echo(
-            f"error: no IKE gateway configured under [edit security group-vpn {role} ike]", err=True
-        )
-        sys.exit(1)
+def _run(coroutine: Coroutine[Any, Any, int]) -> None:
     try:
-        status = asyncio.run(runner(gateways, options))
+        status = asyncio.run(coroutine)
     except StartupError as exc:
         logging.getLogger("groupvpn").error("cannot start: %s", exc)
         sys.exit(1)
@@ -60,51 +47,28 @@ def _run(
 
 
 _common_options = [
-    click.option(
-        "-c",
-        "--config",
-        "config_path",
-        required=True,
-        type=click.Path(dir_okay=False),
-        help="Junos 'set' configuration file.",
-    ),
-    click.option(
-        "--port",
-        type=click.IntRange(1, 65535),
-        default=DEFAULT_PORT,
-        show_default=True,
-        help="UDP port for IKE/GDOI (848 is the GDOI port).",
-    ),
-    click.option(
-        "--phase1-doi",
-        type=click.Choice(sorted(PHASE1_DOIS)),
-        default="gdoi",
-        show_default=True,
-        help="DOI in the Phase 1 SA we send (ipsec lets tshark decrypt captures).",
-    ),
-    click.option(
-        "--debug-keys",
-        type=click.Path(dir_okay=False, path_type=Path),
-        default=None,
-        help="Append 'icookie,key' lines for Wireshark's IKEv1 decryption table "
-        "(file mode 0600; debugging only).",
-    ),
-    click.option(
-        "--retransmit-interval",
-        type=click.FloatRange(0.1, 60),
-        default=2.0,
-        show_default=True,
-        help="Seconds before the first retransmission; doubles for each further one.",
-    ),
-    click.option(
-        "--retransmit-limit",
-        type=click.IntRange(0, 10),
-        default=4,
-        show_default=True,
-        help="Retransmissions of an unanswered IKE message before giving up.",
-    ),
+    click.option("-c", "--config", "config_path", required=True,
+                 type=click.Path(dir_okay=False), help="Junos 'set' configuration file."),
+    click.option("--port", type=click.IntRange(1, 65535), default=DEFAULT_PORT,
+                 show_default=True, help="UDP port for IKE/GDOI (848 is the GDOI port)."),
+    click.option("--dialect", type=click.Choice(sorted(DIALECTS)), default="v1",
+                 show_default=True,
+                 help="GDOI wire dialect: v1 = RFC 3547 (Juniper Group VPNv1), v2 = RFC 6407."),
+    click.option("--phase1-doi", type=click.Choice(sorted(PHASE1_DOIS)), default="gdoi",
+                 show_default=True,
+                 help="DOI in the Phase 1 SA we send (ipsec lets tshark decrypt captures)."),
+    click.option("--control", type=click.Path(path_type=Path), default=None,
+                 help="Control socket for show/clear (default under /run/groupvpn/)."),
+    click.option("--debug-keys", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                 help="Append 'icookie,key' lines for Wireshark's IKEv1 decryption table "
+                      "(file mode 0600; debugging only)."),
+    click.option("--retransmit-interval", type=click.FloatRange(0.1, 60), default=2.0,
+                 show_default=True,
+                 help="Seconds before the first retransmission; doubles for each further one."),
+    click.option("--retransmit-limit", type=click.IntRange(0, 10), default=4, show_default=True,
+                 help="Retransmissions of an unanswered message before giving up."),
     click.option("-v", "--verbose", is_flag=True, help="Debug logging."),
-]
+]  # fmt: skip
 
 
 def _with_common_options(func: Callable[..., None]) -> Callable[..., None]:
@@ -113,26 +77,37 @@ def _with_common_options(func: Callable[..., None]) -> Callable[..., None]:
     return func
 
 
-def _start(role: str, config_path: str, verbose: bool, **options: Any) -> None:
-    """Load the configuration, pick this role's IKE gateways and run the daemon."""
-    _setup_logging(role, verbose)
-    config = _load(config_path)
-    section = config.server if role == "server" else config.member
-    gateways = list(section.ike.gateways.values()) if section else []
+def _options(**options: Any) -> DaemonOptions:
     options["phase1_doi"] = PHASE1_DOIS[options["phase1_doi"]]
-    runner = run_server if role == "server" else run_member
-    _run(role, gateways, DaemonOptions(**options), runner)
+    options["dialect"] = DIALECTS[options["dialect"]]
+    return DaemonOptions(**options)
 
 
 @click.command()
 @_with_common_options
 def server(config_path: str, verbose: bool, **options: Any) -> None:
-    """Run the group key server (answers IKE Phase 1 from the configured gateways)."""
-    _start("server", config_path, verbose, **options)
+    """Run the group key server: IKE phase 1 and GROUPKEY-PULL registration."""
+    _setup_logging("server", verbose)
+    config = _load(config_path)
+    if config.server is None or not config.server.ike.gateways:
+        click.echo("error: no IKE gateway configured under "
+                   "[edit security group-vpn server ike]", err=True)  # fmt: skip
+        sys.exit(1)
+    gateways = list(config.server.ike.gateways.values())
+    _run(run_server(gateways, group_definitions(config), _options(**options)))
 
 
 @click.command()
 @_with_common_options
-def member(config_path: str, verbose: bool, **options: Any) -> None:
-    """Run a group member (initiates IKE Phase 1 to its configured key servers)."""
-    _start("member", config_path, verbose, **options)
+@click.option("--dataplane", type=click.Choice(["none"]), default="none", show_default=True,
+              help="none: keys and dynamic policies only, no packet forwarding.")  # fmt: skip
+def member(config_path: str, verbose: bool, dataplane: str, **options: Any) -> None:
+    """Run a group member: register each group VPN with its key server."""
+    _setup_logging("member", verbose)
+    config = _load(config_path)
+    if config.member is None or not config.member.ike.gateways:
+        click.echo("error: no IKE gateway configured under "
+                   "[edit security group-vpn member ike]", err=True)  # fmt: skip
+        sys.exit(1)
+    gateways = list(config.member.ike.gateways.values())
+    _run(run_member(gateways, group_vpns(config), _options(**options)))

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from groupvpn.config.model import Identity, IkeGateway, IkeProposal
+from groupvpn.config.model import Config, Identity, IkeGateway, IkeProposal
 from groupvpn.crypto.ciphers import CIPHERS
 from groupvpn.crypto.dh import MODP_GROUPS
 from groupvpn.crypto.hashes import HASHES
 from groupvpn.ike.policy import Phase1Peer, Phase1Proposal
+from groupvpn.member.core import GroupVpn
+from groupvpn.server.groups import GroupDefinition
 from groupvpn.wire.constants import Doi
 from groupvpn.wire.payloads import IdPayload
 
@@ -46,3 +48,14 @@ def phase1_peer(gateway: IkeGateway, doi: int = Doi.GDOI) -> Phase1Peer:
         remote_identity=identity_payload(gateway.remote_identity),
         doi=doi,
     )
+
+
+def group_definitions(config: Config) -> list[GroupDefinition]:
+    """The key server's groups.  The group statements join the configuration model next;
+    until they do, a server answers phase 1 and refuses every GROUPKEY-PULL."""
+    return []
+
+
+def group_vpns(config: Config) -> list[GroupVpn]:
+    """The member's group VPNs; see group_definitions."""
+    return []

@@ -1,4 +1,4 @@
-"""The asyncio shell around one sans-IO :class:`IkeEndpoint` on one UDP socket.
+"""The asyncio shell around one sans-IO core on one UDP socket.
 
 It owns the socket and the single timer, feeds datagrams and ``loop.time()``
 into the core, sends what the core queued and hands events to a callback.
@@ -10,16 +10,25 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import cast
+from typing import Protocol, cast
 
-from groupvpn.ike.endpoint import IkeEndpoint
-from groupvpn.ike.events import Address, IkeEvent
+from groupvpn.ike.events import Address
 
 log = logging.getLogger("groupvpn")
 
 
+class SansIoCore(Protocol):
+    """What the shell drives: the IKE endpoint, or a key server / member core on it."""
+
+    def receive_datagram(self, data: bytes, addr: Address, now: float) -> None: ...
+    def datagrams_to_send(self) -> list[tuple[bytes, Address]]: ...
+    def get_timer(self) -> float | None: ...
+    def handle_timer(self, now: float) -> None: ...
+    def next_event(self) -> object | None: ...
+
+
 class EndpointProtocol(asyncio.DatagramProtocol):
-    def __init__(self, endpoint: IkeEndpoint, on_event: Callable[[IkeEvent], None]) -> None:
+    def __init__(self, endpoint: SansIoCore, on_event: Callable[[object], None]) -> None:
         self.endpoint = endpoint
         self._on_event = on_event
         self._loop = asyncio.get_running_loop()
@@ -89,11 +98,10 @@ class EndpointProtocol(asyncio.DatagramProtocol):
 
 
 async def open_endpoint(
-    endpoint: IkeEndpoint, port: int, on_event: Callable[[IkeEvent], None]
+    core: SansIoCore, local_address: str, port: int, on_event: Callable[[object], None]
 ) -> EndpointProtocol:
     loop = asyncio.get_running_loop()
     _, protocol = await loop.create_datagram_endpoint(
-        lambda: EndpointProtocol(endpoint, on_event),
-        local_addr=(endpoint.local_address, port),
+        lambda: EndpointProtocol(core, on_event), local_addr=(local_address, port)
     )
     return protocol
