@@ -84,9 +84,10 @@ def member_ipsec_security_associations(view: JsonDict) -> str:
 
 
 def dynamic_policies(view: JsonDict) -> str:
-    """Like Junos `show security dynamic-policies`."""
+    """Like Junos `show security dynamic-policies`, then the keys that were not installed."""
+    entries = view["dynamic-policies"]
     blocks = []
-    for policy in view["dynamic-policies"]:
+    for policy in (p for p in entries if p.get("installed", True)):
         blocks.append(
             "\n".join(
                 [
@@ -98,8 +99,17 @@ def dynamic_policies(view: JsonDict) -> str:
                     f"  Protocol: {policy['protocol'] or 'any'}, Source port: "
                     f"{policy['source-port'] or 'any'}, Destination port: "
                     f"{policy['destination-port'] or 'any'}",
-                    f"  Action: permit, tunnel ipsec-group-vpn {policy['vpn']}",
+                    f"  Action: permit, tunnel ipsec-group-vpn {policy['vpn']} (SPI {policy['spi']})",
                 ]
             )
         )
-    return "\n\n".join(blocks) if blocks else "No dynamic policies installed"
+    text = "\n\n".join(blocks) if blocks else "No dynamic policies installed"
+    rejected = [p for p in entries if not p.get("installed", True)]
+    if rejected:
+        text += "\n\nGroup policies not installed:\n" + _table(
+            ("Source", "Destination", "From zone", "To zone", "Reason"),
+            [(p["source"], p["destination"], p["from-zone"], p["to-zone"], p["reason"])
+             for p in rejected],
+            indent="  ",
+        )  # fmt: skip
+    return text
