@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from ipaddress import IPv4Network
+from typing import Any
 
 from groupvpn.gdoi.pull import GroupOffer, Registration
 from groupvpn.member.install import ScopePolicyFilter
-from groupvpn.member.keys import group_sas
+from groupvpn.member.keys import GroupSa, group_sas
 from groupvpn.policy import SecurityPolicy
 from groupvpn.server.groups import GroupKeyServer
 from groupvpn.wire.dialect import V1
@@ -27,13 +28,15 @@ MEMBER2 = [
 ]
 
 
-def _spec_sas():
+def _spec_sas() -> list[GroupSa]:
     offer = GroupKeyServer([SPEC_GROUP], V1).admit(1, _ike_sa("gw-member1"), 0.0)
     assert isinstance(offer, GroupOffer)
     return group_sas("gvpn", Registration(1, offer.sa, offer.key_download, None), 0.0)
 
 
-def _installed_view(policies):
+def _installed_view(
+    policies: list[SecurityPolicy],
+) -> tuple[list[GroupSa], dict[tuple[str, ...], dict[str, Any]]]:
     accepted, view = ScopePolicyFilter(policies)("gvpn", _spec_sas())
     pairs = {(e["source"], e["destination"], e["from-zone"], e["to-zone"]): e for e in view}
     return accepted, pairs

@@ -99,7 +99,8 @@ def dynamic_policies(view: JsonDict) -> str:
                     f"  Protocol: {policy['protocol'] or 'any'}, Source port: "
                     f"{policy['source-port'] or 'any'}, Destination port: "
                     f"{policy['destination-port'] or 'any'}",
-                    f"  Action: permit, tunnel ipsec-group-vpn {policy['vpn']} (SPI {policy['spi']})",
+                    f"  Action: permit, tunnel ipsec-group-vpn {policy['vpn']}",
+                    f"  SPI: {policy['spi']}",
                 ]
             )
         )
