@@ -38,7 +38,9 @@ def _installed_view(
     policies: list[SecurityPolicy],
 ) -> tuple[list[GroupSa], dict[tuple[str, ...], dict[str, Any]]]:
     accepted, view = ScopePolicyFilter(policies)("gvpn", _spec_sas())
-    pairs = {(e["source"], e["destination"], e["from-zone"], e["to-zone"]): e for e in view}
+    pairs: dict[tuple[str, ...], dict[str, Any]] = {
+        (e["source"], e["destination"], e["from-zone"], e["to-zone"]): e for e in view
+    }
     return accepted, pairs
 
 
