@@ -162,15 +162,16 @@ def dynamic_policies(
     for order, decision in enumerate(decisions):
         if not decision.installed:
             continue
-        assert decision.scope_policy is not None  # an installed decision always names it
-        key = (decision.context, decision.scope_policy)
+        scope = decision.scope_policy
+        assert scope is not None  # an installed decision always names its scope policy
+        key = (decision.context, scope)
         if key not in positions:
             raise ValueError(
                 f"group policy {decision.group_policy.name} was installed under "
-                f"{decision.scope_policy}, which is not a policy in "
+                f"{scope}, which is not a policy in "
                 f"{decision.context[0]} -> {decision.context[1]}"
             )
-        installed.append((context_rank[decision.context], positions[key], order, decision))
+        installed.append((context_rank[decision.context], positions[key], order, scope, decision))
     installed.sort(key=lambda entry: entry[:3])
     return [
         DynamicPolicy(
@@ -178,11 +179,11 @@ def dynamic_policies(
             vpn=decision.vpn,
             from_zone=decision.context[0],
             to_zone=decision.context[1],
-            scope_policy=decision.scope_policy or "",
+            scope_policy=scope,
             scope_position=position,
             index=index,
         )
-        for index, (_, position, _, decision) in enumerate(installed, start=1)
+        for index, (_, position, _, scope, decision) in enumerate(installed, start=1)
     ]
 
 
