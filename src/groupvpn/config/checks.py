@@ -2,7 +2,9 @@
 
 Two kinds: rules that follow from the schema (mandatory statements, list limits) and the
 semantic rules below, kept as tables per level (proposal, policy, gateway, whole
-configuration) with the roles they apply to.  Each rule yields diagnostics and never
+configuration) with the roles they apply to.  Server groups and member VPNs have their
+tables in :mod:`groupvpn.config.checks_groups`; zones, address books, applications and
+security policies in :mod:`groupvpn.config.checks_security`.  Each rule yields diagnostics and never
 raises; a rule skips statements whose line was rejected, so one mistake is reported once.
 """
 
@@ -13,9 +15,11 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import Literal
 
+from groupvpn.config.checks_groups import check_groups
+from groupvpn.config.checks_security import check_security
 from groupvpn.config.diagnostics import Diagnostic, quote_word
 from groupvpn.config.parser import ParsedConfig
-from groupvpn.config.schema import LeafList
+from groupvpn.config.statements import LeafList
 from groupvpn.config.tree import Node
 
 Role = Literal["server", "member"]
@@ -203,6 +207,8 @@ def check(parsed: ParsedConfig) -> list[Diagnostic]:
                 for roles, rule in rules:
                     if role in roles:
                         found.extend(rule(scope, obj))
+    found.extend(check_groups(parsed, group_vpn))
+    found.extend(check_security(parsed))
     found.sort(key=lambda d: d.line if d.line is not None else 1 << 62)
     return found
 

@@ -11,7 +11,7 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import TypeVar, cast
 
-from groupvpn.config import model
+from groupvpn.config import build_groups, build_security, model
 from groupvpn.config.checks import check
 from groupvpn.config.diagnostics import ConfigError, Diagnostic, Phase
 from groupvpn.config.parser import parse
@@ -100,17 +100,37 @@ def _ike(node: Node | None) -> model.IkeConfig:
     return model.IkeConfig(proposals, policies, gateways)
 
 
+def _server(node: Node) -> model.ServerConfig:
+    ike = _ike(node.container("ike"))
+    ipsec = node.container("ipsec")
+    proposal_nodes = ipsec.objects("proposal") if ipsec is not None else {}
+    proposals = {name: build_groups.ipsec_proposal(n) for name, n in proposal_nodes.items()}
+    groups = {
+        name: build_groups.server_group(n, ike.gateways, proposals)
+        for name, n in node.objects("group").items()
+    }
+    return model.ServerConfig(ike, proposals, groups)
+
+
+def _member(node: Node) -> model.MemberConfig:
+    ike = _ike(node.container("ike"))
+    ipsec = node.container("ipsec")
+    vpn_nodes = ipsec.objects("vpn") if ipsec is not None else {}
+    vpns = {name: build_groups.member_vpn(n, ike.gateways) for name, n in vpn_nodes.items()}
+    return model.MemberConfig(ike, vpns)
+
+
 def _build(root: Node) -> model.Config:
     security = root.container("security")
     group_vpn = security.container("group-vpn") if security is not None else None
-    if group_vpn is None:
-        return model.Config(server=None, member=None, co_location=False)
-    server = group_vpn.container("server")
-    member = group_vpn.container("member")
+    server = group_vpn.container("server") if group_vpn is not None else None
+    member = group_vpn.container("member") if group_vpn is not None else None
     return model.Config(
-        server=model.ServerConfig(_ike(server.container("ike"))) if server else None,
-        member=model.MemberConfig(_ike(member.container("ike"))) if member else None,
-        co_location="co-location" in group_vpn.leaves,
+        server=_server(server) if server else None,
+        member=_member(member) if member else None,
+        co_location=group_vpn is not None and "co-location" in group_vpn.leaves,
+        security=build_security.security(root),
+        interfaces=build_security.interfaces(root),
     )
 
 

@@ -4,15 +4,20 @@ Every object is a frozen dataclass built only from a configuration that passed a
 so fields hold final values: defaults applied, references resolved (a policy holds its
 proposals, a gateway its policy), proposal sets expanded.  Algorithm and mode fields keep
 the Junos keyword (``"3des-cbc"``); their ``Literal`` types are also the schema's list of
-allowed keywords, so the two cannot drift apart.
+allowed keywords, so the two cannot drift apart.  Groups and member VPNs are in
+:mod:`groupvpn.config.model_groups`, zones, policies and interfaces in
+:mod:`groupvpn.config.model_security`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from typing import Literal
+
+from groupvpn.config.model_groups import IpsecProposal, MemberVpn, ServerGroup
+from groupvpn.config.model_security import Interface, SecurityConfig
 
 AuthenticationMethod = Literal["pre-shared-keys", "rsa-signatures"]
 AuthenticationAlgorithm = Literal["md5", "sha1", "sha-256", "sha-384"]
@@ -117,11 +122,14 @@ class IkeConfig:
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
     ike: IkeConfig
+    ipsec_proposals: dict[str, IpsecProposal] = field(default_factory=dict)
+    groups: dict[str, ServerGroup] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
 class MemberConfig:
     ike: IkeConfig
+    vpns: dict[str, MemberVpn] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +137,8 @@ class Config:
     server: ServerConfig | None
     member: MemberConfig | None
     co_location: bool = False
+    security: SecurityConfig = field(default_factory=SecurityConfig)
+    interfaces: dict[str, Interface] = field(default_factory=dict)
 
 
 def predefined_proposal(

@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from groupvpn.config.diagnostics import Diagnostic, Phase, quote_word
-from groupvpn.config.schema import ROOT, Choice, Container, Flag, Leaf, LeafList, Named
+from groupvpn.config.schema import ROOT
+from groupvpn.config.statements import Choice, Container, Flag, Leaf, LeafList, Named
 from groupvpn.config.tokenizer import Token, TokenizeError, split_lines, tokenize_line
 from groupvpn.config.tree import Node, Setting
 from groupvpn.config.values import ValueProblem, ValueType
@@ -63,6 +64,9 @@ class _LineWalker:
         self.node = result.root
         # Levels this line creates, attached to their parents only if the line is accepted.
         self.attach: list[tuple[Node, str, Node]] = []
+        # Levels this line enters that exclude others (``then permit`` drops ``then
+        # deny``), applied only if the line is accepted.
+        self.chosen: list[tuple[Node, str]] = []
 
     # -- diagnostics ----------------------------------------------------------------------
 
@@ -106,6 +110,8 @@ class _LineWalker:
                 parent.containers[keyword] = child
             else:
                 parent.named.setdefault(keyword, {})[child.name] = child
+        for parent, keyword in self.chosen:
+            _clear_exclusive(parent, keyword)
 
     def _walk(self) -> None:
         first = self.tokens[0]
@@ -124,6 +130,8 @@ class _LineWalker:
             keyword = token.text
             rest = self.tokens[i + 1 :]
             if isinstance(statement, Container):
+                if schema.exclusive_with(keyword):
+                    self.chosen.append((self.node, keyword))
                 self._descend(keyword, statement, None)
                 schema = statement
                 i += 1
@@ -131,6 +139,14 @@ class _LineWalker:
                 self._descend(keyword, statement.body, self._name(keyword, statement, rest))
                 schema = statement.body
                 i += 2
+                positional = statement.positional
+                if (
+                    positional is not None
+                    and i < len(self.tokens)
+                    and (self.tokens[i].text not in schema.children or self.tokens[i].quoted)
+                ):
+                    self._set_positional(positional, schema, self.tokens[i:])
+                    return
             else:
                 self._set(keyword, statement, rest)
                 return
@@ -166,14 +182,25 @@ class _LineWalker:
         if token.is_open or token.is_close:
             raise self._syntax(token, value_type.secret)
         shown = _REDACTED if value_type.secret else quote_word(token.text)
+        label = f"{statement} {shown}" if statement else shown
         try:
             value = value_type.parse(token.text)
         except ValueProblem as problem:
             self.result.failed.add((*self.node.path, keyword))
             if value_type.secret:
                 raise self._diag(statement, problem.message, None) from None
-            raise self._bad_value(f"{statement} {shown}", token, problem) from None
-        return Setting(value, self.number, f"{statement} {shown}")
+            raise self._bad_value(label, token, problem) from None
+        return Setting(value, self.number, label)
+
+    def _set_positional(self, keyword: str, schema: Container, rest: tuple[Token, ...]) -> None:
+        """``address NAME VALUE``: the value of leaf ``keyword`` without its keyword."""
+        statement = schema.children[keyword]
+        assert isinstance(statement, Leaf)
+        if rest[0].is_open or rest[0].is_close:
+            raise self._syntax(rest[0])
+        if len(rest) > 1:
+            raise self._syntax(rest[1])
+        self.node.leaves[keyword] = self._parse_value(keyword, "", statement.value, rest[0])
 
     def _set(
         self, keyword: str, statement: Leaf | LeafList | Flag | Choice, rest: tuple[Token, ...]
@@ -182,6 +209,7 @@ class _LineWalker:
         if isinstance(statement, Flag):
             if rest:
                 raise self._syntax(rest[0])
+            _clear_exclusive(node, keyword)
             node.leaves[keyword] = Setting(True, self.number, keyword)
             return
         if not rest:
@@ -192,13 +220,13 @@ class _LineWalker:
             if len(rest) > 1:
                 raise self._syntax(rest[1], statement.value.secret)
             setting = self._parse_value(keyword, keyword, statement.value, rest[0])
-            self._clear_exclusive(keyword)
+            _clear_exclusive(node, keyword)
             node.leaves[keyword] = setting
         elif isinstance(statement, LeafList):
             settings = [
                 self._parse_value(keyword, keyword, statement.value, t) for t in self._list(rest)
             ]
-            self._clear_exclusive(keyword)
+            _clear_exclusive(node, keyword)
             current = node.lists.setdefault(keyword, [])
             for setting in settings:
                 # A leaf-list holds each value once, in the order first set (as Junos).
@@ -240,7 +268,11 @@ class _LineWalker:
                 raise self._syntax(token)
         raise self._diag(None, "missing ']'.", "syntax error")
 
-    def _clear_exclusive(self, keyword: str) -> None:
-        for other in self.node.schema.exclusive_with(keyword):
-            self.node.leaves.pop(other, None)
-            self.node.lists.pop(other, None)
+
+def _clear_exclusive(node: Node, keyword: str) -> None:
+    """Setting ``keyword`` removes the statements of its choice group (a Junos choice)."""
+    for other in node.schema.exclusive_with(keyword):
+        node.leaves.pop(other, None)
+        node.lists.pop(other, None)
+        node.containers.pop(other, None)
+        node.named.pop(other, None)

@@ -5,24 +5,31 @@ list limits live here, not in code.  To support a new part of the configuration 
 ``group``, ``ipsec proposal``, member ``ipsec vpn``, ``security policies`` ...) add its
 statements here and a builder for its model objects in :mod:`groupvpn.config.loader`.
 
-Statement kinds:
-
-- :class:`Container` -- ``ike { ... }``: a fixed keyword that opens a level.
-- :class:`Named` -- ``proposal NAME { ... }``: a keyword plus a name, one level per name.
-- :class:`Leaf` -- ``mode main``: one value; a later line replaces an earlier one.
-- :class:`LeafList` -- ``proposals [ a b ]``: ordered values; later lines append.
-- :class:`Flag` -- ``co-location``: present or not.
-- :class:`Choice` -- ``pre-shared-key ascii-text KEY``: a keyword picks the value's type.
+The statement kinds are in :mod:`groupvpn.config.statements`; the server group and
+member VPN statements are in :mod:`groupvpn.config.schema_groups`, zones, address books,
+policies, applications and interfaces in :mod:`groupvpn.config.schema_security`.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import get_args
 
 from groupvpn.config import model
+from groupvpn.config.schema_groups import MEMBER_IPSEC, SERVER_GROUP, SERVER_IPSEC
+from groupvpn.config.schema_security import APPLICATIONS, INTERFACES, SECURITY
+from groupvpn.config.statements import (
+    DESCRIPTION,
+    OBJECT_NAME,
+    PROPOSAL_NAME,
+    Choice,
+    Container,
+    Flag,
+    Leaf,
+    LeafList,
+    Named,
+    Statement,
+    keywords_of,
+)
 from groupvpn.config.values import (
     AsciiKey,
     Email,
@@ -31,79 +38,18 @@ from groupvpn.config.values import (
     Integer,
     Ipv4,
     Keyword,
-    Name,
     Text,
-    ValueType,
 )
 
-
-@dataclass(frozen=True, slots=True)
-class Leaf:
-    value: ValueType
-    default: object = None
-
-
-@dataclass(frozen=True, slots=True)
-class LeafList:
-    value: ValueType
-    max_items: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Flag:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class Choice:
-    """``keyword option VALUE``; the stored value is ``(option, parsed VALUE)``."""
-
-    options: Mapping[str, ValueType]
-
-    @property
-    def secret(self) -> bool:
-        return any(v.secret for v in self.options.values())
-
-
-@dataclass(frozen=True, slots=True)
-class Container:
-    children: Mapping[str, Statement]
-    mandatory: tuple[str, ...] = ()
-    # Groups of statements of which only one may be set; setting one removes the others,
-    # as a Junos ``choice`` does.
-    exclusive: tuple[frozenset[str], ...] = ()
-
-    def exclusive_with(self, keyword: str) -> frozenset[str]:
-        for group in self.exclusive:
-            if keyword in group:
-                return group - {keyword}
-        return frozenset()
-
-
-@dataclass(frozen=True, slots=True)
-class Named:
-    name: Name
-    body: Container = field(default_factory=lambda: Container({}))
-
-
-Statement = Container | Named | Leaf | LeafList | Flag | Choice
-
-
-def _keywords_of(literal: object) -> Keyword:
-    """The keywords of a model ``Literal`` type, so the schema follows the model."""
-    return Keyword.of(*(str(w) for w in get_args(literal)))
+__all__ = ["ROOT", "Choice", "Container", "Flag", "Leaf", "LeafList", "Named", "Statement"]
 
 
 # --- [edit security group-vpn (server | member) ike] -----------------------------------
 
-_PROPOSAL_NAME = Name(
-    32,
-    re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*"),
-    "Must be a string beginning with a number or letter and consisting of letters, "
-    "numbers, dashes and underscores.",
-)
-_OBJECT_NAME = Name(32)
-_DESCRIPTION = Leaf(Text(80))
+_PROPOSAL_NAME = PROPOSAL_NAME
+_OBJECT_NAME = OBJECT_NAME
+_DESCRIPTION = DESCRIPTION
+_keywords_of = keywords_of
 
 IKE_PROPOSAL = Container(
     {
@@ -165,9 +111,17 @@ IKE = Container(
 GROUP_VPN = Container(
     {
         "co-location": Flag(),
-        "server": Container({"ike": IKE}),
-        "member": Container({"ike": IKE}),
+        "server": Container(
+            {"ike": IKE, "ipsec": SERVER_IPSEC, "group": Named(OBJECT_NAME, SERVER_GROUP)}
+        ),
+        "member": Container({"ike": IKE, "ipsec": MEMBER_IPSEC}),
     }
 )
 
-ROOT = Container({"security": Container({"group-vpn": GROUP_VPN})})
+ROOT = Container(
+    {
+        "security": Container({"group-vpn": GROUP_VPN, **SECURITY}),
+        "applications": APPLICATIONS,
+        "interfaces": INTERFACES,
+    }
+)

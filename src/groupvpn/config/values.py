@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Protocol
 
 from groupvpn.config.model import Secret
@@ -197,3 +197,100 @@ class HexKey:
                 "Pre-shared key must be an even number of hexadecimal digits (at most 510)"
             )
         return Secret(bytes.fromhex(match.group(1)))
+
+
+_PREFIX = re.compile(r"([0-9]{1,3}(?:\.[0-9]{1,3}){3})(?:/([0-9]{1,2}))?")
+_PORT_RANGE = re.compile(r"([0-9]{1,5})(?:-([0-9]{1,5}))?")
+
+
+@dataclass(frozen=True, slots=True)
+class Ipv4Prefix:
+    """``A.B.C.D/LEN`` (a bare address is a /32); host bits are masked off, as Junos does
+    when it matches an address-book entry or a group policy."""
+
+    secret: bool = False
+
+    def parse(self, token: str) -> object:
+        match = _PREFIX.fullmatch(token)
+        if match is not None:
+            length = match.group(2)
+            try:
+                address = IPv4Address(match.group(1))
+                if length is None or int(length) <= 32:
+                    return IPv4Network(f"{address}/{length or 32}", strict=False)
+            except ValueError:
+                pass
+        raise ValueProblem(f"Invalid IPv4 prefix: '{token}'")
+
+
+@dataclass(frozen=True, slots=True)
+class Ipv4InterfaceAddress:
+    """An interface address with its prefix length: ``10.1.0.1/24``."""
+
+    secret: bool = False
+
+    def parse(self, token: str) -> object:
+        match = _PREFIX.fullmatch(token)
+        if match is not None and match.group(2) is not None:
+            try:
+                IPv4Address(match.group(1))
+                if int(match.group(2)) <= 32:
+                    return IPv4Interface(token)
+            except ValueError:
+                pass
+        raise ValueProblem(f"Invalid IPv4 interface address: '{token}' (expected A.B.C.D/LEN)")
+
+
+@dataclass(frozen=True, slots=True)
+class PortRange:
+    """``N`` or ``N-M`` within 0..65535, as ``(low, high)``."""
+
+    secret: bool = False
+
+    def parse(self, token: str) -> object:
+        match = _PORT_RANGE.fullmatch(token)
+        if match is None:
+            raise ValueProblem(f"Invalid port or port range: '{token}'")
+        low = int(match.group(1))
+        high = int(match.group(2)) if match.group(2) is not None else low
+        for value in (low, high):
+            if value > 65535:
+                raise ValueProblem(f"Value {value} is not within range (0..65535)")
+        if low > high:
+            raise ValueProblem(f"Invalid port range: '{token}' (low port above high port)")
+        return (low, high)
+
+
+# IP protocol keywords accepted by ``applications application NAME protocol``.
+IP_PROTOCOLS: Mapping[str, int] = {
+    "icmp": 1,
+    "igmp": 2,
+    "tcp": 6,
+    "udp": 17,
+    "gre": 47,
+    "esp": 50,
+    "ah": 51,
+    "ospf": 89,
+    "pim": 103,
+    "sctp": 132,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class IpProtocol:
+    """An IP protocol keyword (``tcp``) or number 0..255."""
+
+    secret: bool = False
+
+    def parse(self, token: str) -> object:
+        if token in IP_PROTOCOLS:
+            return IP_PROTOCOLS[token]
+        if _DECIMAL.fullmatch(token):
+            value = int(token)
+            if value > 255:
+                raise ValueProblem(f"Value {value} is not within range (0..255)")
+            return value
+        expected = " ".join(IP_PROTOCOLS)
+        raise ValueProblem(
+            f"syntax error, expecting a number 0..255 or one of: {expected}", syntax=True
+        )
