@@ -13,8 +13,14 @@ import click
 
 from groupvpn.config import ConfigError, load_config_file
 from groupvpn.config.model import Config
+from groupvpn.member.install import ScopePolicyFilter
 from groupvpn.runtime.base import DEFAULT_PORT, DaemonOptions, StartupError
-from groupvpn.runtime.binding import PHASE1_DOIS, group_definitions, group_vpns
+from groupvpn.runtime.binding import (
+    PHASE1_DOIS,
+    group_definitions,
+    group_vpns,
+    security_policies,
+)
 from groupvpn.runtime.member_daemon import run_member
 from groupvpn.runtime.server_daemon import run_server
 from groupvpn.wire.dialect import DIALECTS
@@ -110,4 +116,5 @@ def member(config_path: str, verbose: bool, dataplane: str, **options: Any) -> N
                    "[edit security group-vpn member ike]", err=True)  # fmt: skip
         sys.exit(1)
     gateways = list(config.member.ike.gateways.values())
-    _run(run_member(gateways, group_vpns(config), _options(**options)))
+    scope = ScopePolicyFilter(security_policies(config))
+    _run(run_member(gateways, group_vpns(config), _options(**options), scope))

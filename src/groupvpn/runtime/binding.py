@@ -8,7 +8,9 @@ from groupvpn.crypto.dh import MODP_GROUPS
 from groupvpn.crypto.hashes import HASHES
 from groupvpn.ike.policy import Phase1Peer, Phase1Proposal
 from groupvpn.member.core import GroupVpn
+from groupvpn.policy import Application, PortRange, SecurityPolicy
 from groupvpn.server.groups import GroupDefinition
+from groupvpn.server.tek import ESP_CIPHERS, ESP_INTEGRITY, GroupPolicySpec
 from groupvpn.wire.constants import Doi
 from groupvpn.wire.payloads import IdPayload
 
@@ -51,11 +53,66 @@ def phase1_peer(gateway: IkeGateway, doi: int = Doi.GDOI) -> Phase1Peer:
 
 
 def group_definitions(config: Config) -> list[GroupDefinition]:
-    """The key server's groups.  The group statements join the configuration model next;
-    until they do, a server answers phase 1 and refuses every GROUPKEY-PULL."""
-    return []
+    """`[edit security group-vpn server group]` as the key server core's groups."""
+    if config.server is None:
+        return []
+    return [
+        GroupDefinition(
+            name=group.name,
+            group_id=group.group_id,
+            gateways=frozenset(gateway.name for gateway in group.ike_gateways),
+            policies=tuple(
+                GroupPolicySpec(
+                    name=match.name,
+                    source=match.source,
+                    destination=match.destination,
+                    source_port=match.source_port,
+                    destination_port=match.destination_port,
+                    protocol=match.protocol,
+                    cipher=ESP_CIPHERS[sa.proposal.encryption_algorithm],
+                    integrity=ESP_INTEGRITY[sa.proposal.authentication_algorithm],
+                    lifetime_seconds=sa.proposal.lifetime_seconds,
+                )
+                for sa in group.ipsec_sas
+                for match in sa.match_policies
+            ),
+            activation_time_delay=group.activation_time_delay,
+            server_address=group.server_address,
+        )
+        for group in config.server.groups.values()
+    ]
 
 
 def group_vpns(config: Config) -> list[GroupVpn]:
-    """The member's group VPNs; see group_definitions."""
-    return []
+    """`[edit security group-vpn member ipsec vpn]` as the member core's VPNs."""
+    if config.member is None:
+        return []
+    return [
+        GroupVpn(vpn.name, vpn.ike_gateway.name, vpn.group_id)
+        for vpn in config.member.vpns.values()
+    ]
+
+
+def security_policies(config: Config) -> list[SecurityPolicy]:
+    """`[edit security policies]`, in Junos order, for the scope-policy decision."""
+    return [
+        SecurityPolicy(
+            name=policy.name,
+            from_zone=policy.from_zone,
+            to_zone=policy.to_zone,
+            sources=policy.source_addresses,
+            destinations=policy.destination_addresses,
+            applications=tuple(
+                Application(
+                    app.name,
+                    app.protocol,
+                    PortRange(*app.source_ports),
+                    PortRange(*app.destination_ports),
+                )
+                for app in policy.applications
+            ),
+            action=policy.action,
+            group_vpn=policy.group_vpn,
+        )
+        for policy in config.security.policies
+    ]
