@@ -250,3 +250,39 @@ def test_tshark_decodes_our_own_handshake(netns_pair: NetnsPair, tmp_path: Path,
     # The Delete our member sent on exit is a protected Informational: HASH(1) then D.
     informational = [f for f in tshark.payload_types(pcap, (848,), keys) if f[1] == 5]
     assert [(enc, types) for _, _, enc, types in informational] == [(True, [8, 12])]
+
+
+def test_tshark_decodes_a_v2_registration(netns_pair: NetnsPair, tmp_path: Path):
+    """Phase 1 + GROUPKEY-PULL of the spec's group in the v2 (RFC 6407) dialect on UDP 848:
+    tshark decrypts every message with our keys and finds nothing malformed."""
+    pair = netns_pair
+    spec = Path(__file__).resolve().parent.parent / "configs" / "spec"
+    moves = {"20.0.0.1": pair.addr_b, "198.51.100.1": pair.addr_a}
+    configs = {}
+    for name in ("server", "member1"):
+        text = (spec / f"{name}.conf").read_text()
+        for old, new in moves.items():
+            text = re.sub(rf"\b{re.escape(old)}\b", new, text)
+        configs[name] = _write(tmp_path / f"{name}.conf", text)
+    common = ("--phase1-doi", "ipsec", "--dialect", "v2")
+    keys_file = tmp_path / "keys.txt"
+    server = pair.daemon(
+        pair.b, groupvpn_argv("server", configs["server"], port=848, extra=common),
+        tmp_path / "server.log",
+    )  # fmt: skip
+    server.wait_for_line("key server running", timeout=15)
+    pcap = tmp_path / "registration.pcap"
+    with tshark.capture(pair.a, pair.iface_a, pcap, pair=pair):
+        member = pair.daemon(
+            pair.a,
+            groupvpn_argv("member", configs["member1"], port=848, debug_keys=keys_file,
+                          extra=common),
+            tmp_path / "member.log",
+        )  # fmt: skip
+        member.wait_for_line(r"group SAs installed: vpn=gvpn1 installed=2", timeout=30)
+        server.wait_for_line(r"member registered: group=g1", timeout=5)
+    keys = read_debug_keys(keys_file)
+    assert tshark.malformed_frames(pcap, ports=(848,), keys=keys) == []
+    pull = [f for f in tshark.payload_types(pcap, (848,), keys) if f[1] == 32]
+    # HASH(1) Ni ID / HASH(2) Nr SA / HASH(3) / HASH(4) KD, all decrypted.
+    assert [types[:3] for _, _, _, types in pull] == [[8, 10, 5], [8, 10, 1], [8], [8, 17]]
