@@ -128,3 +128,70 @@ def test_clear_makes_a_member_register_again(spec_network):
     assert result.returncode == 0 and result.stdout == ""
     daemons["member1"].wait_for_line(r"group SAs installed: vpn=gvpn1", timeout=30, since=before)
     assert "group SAs cleared by operator" in daemons["member1"].log_text()[before:]
+
+
+def _start(tmp_path: Path, port: int, extra: dict[str, str]) -> dict[str, DaemonProcess]:
+    daemons: dict[str, DaemonProcess] = {}
+    for name in ("server", "member1", "member2"):
+        conf = _loopback_config(f"{name}.conf", tmp_path / f"{name}.conf")
+        conf.write_text(conf.read_text() + extra.get(name, ""))
+        role = "server" if name == "server" else "member"
+        daemon = DaemonProcess(
+            groupvpn_argv(role, conf, port=port), tmp_path / f"{name}.log", name=name
+        ).start()
+        daemons[name] = daemon
+        daemon.wait_for_line("key server running" if role == "server" else "member running", 20)
+    return daemons
+
+
+def test_two_groups_one_member_in_both_and_refusals_leave_no_record(tmp_path: Path):
+    """Group g2 (id 2) lists only member1.  member1 joins g1 and g2; member2 asks for g2
+    (not listed) and for group-id 99 (not configured): both refused, nothing recorded."""
+    server_g2 = "\n".join(
+        f"set security group-vpn server group g2 {line}"
+        for line in (
+            "group-id 2", "ike-gateway gw-member1", "server-address 127.0.0.20",
+            "ipsec-sa sa2 proposal group-prop",
+            "ipsec-sa sa2 match-policy q1 source 10.9.0.0/16",
+            "ipsec-sa sa2 match-policy q1 destination 10.8.0.0/16",
+        )
+    ) + "\n"  # fmt: skip
+    member1_vpn2 = (
+        "set security group-vpn member ipsec vpn gvpn2 ike-gateway gw1\n"
+        "set security group-vpn member ipsec vpn gvpn2 group 2\n"
+    )
+    member2_bad = (
+        "set security group-vpn member ipsec vpn gvpn2 ike-gateway gw1\n"
+        "set security group-vpn member ipsec vpn gvpn2 group 2\n"
+        "set security group-vpn member ipsec vpn gvpn99 ike-gateway gw1\n"
+        "set security group-vpn member ipsec vpn gvpn99 group 99\n"
+    )
+    daemons = _start(
+        tmp_path, _free_port(),
+        {"server": server_g2, "member1": member1_vpn2, "member2": member2_bad},
+    )  # fmt: skip
+    try:
+        daemons["member1"].wait_for_line(r"registered: vpn=gvpn2 group-id=2", timeout=30)
+        daemons["server"].wait_for_line(r"group-id 99 is not configured", timeout=30)
+        daemons["server"].wait_for_line(
+            r"IKE gateway gw-member2 is not an ike-gateway of group g2", timeout=30
+        )
+        sockets = {name: tmp_path / f"{name}.sock" for name in daemons}
+        view = _show(sockets["server"], "security", "group-vpn", "server", "registered-members")
+        members = {g["group"]: sorted(m["address"] for m in g["members"]) for g in view["groups"]}
+        assert members["g2"] == ["127.0.0.11"]
+        assert "127.0.0.12" not in members["g2"]
+        ike = _show(sockets["member2"], "security", "group-vpn", "member", "ike",
+                    "security-associations")  # fmt: skip
+        state = {r["vpn"]: r for r in ike["registrations"]}
+        for vpn in ("gvpn2", "gvpn99"):
+            assert state[vpn]["state"] in ("waiting to retry", "registering", "connecting")
+            assert state[vpn]["failures"] >= 1
+            assert state[vpn]["last-error"] == "key server refused: INVALID-ID-INFORMATION"
+        assert state["gvpn1"]["state"] == "registered"
+        installed = _show(sockets["member2"], "security", "group-vpn", "member", "ipsec",
+                          "security-associations")["security-associations"]  # fmt: skip
+        assert {sa["vpn"] for sa in installed} == {"gvpn1"}  # no key from a refused group
+    finally:
+        for daemon in daemons.values():
+            daemon.stop()

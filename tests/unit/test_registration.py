@@ -179,3 +179,13 @@ def test_wrong_psk_fails_phase1_and_registers_nothing():
     assert net.member.registrations() == {}
     assert any("IKE phase 1 failed" in e.reason for e in net.member_events
                if isinstance(e, RegistrationFailed))  # fmt: skip
+
+
+def test_a_refusal_fails_only_the_registration_it_names():
+    # Both pulls ride one IKE SA; the refusal Notify carries the refused pull's message ID.
+    net = _net([GroupVpn("vpn1", "gw1", 1), GroupVpn("vpn-unknown", "gw1", 99)])
+    net.run(until=1.0)
+    assert [e.vpn for e in net.member_events if isinstance(e, Registered)] == ["vpn1"]
+    assert [e.vpn for e in net.member_events if isinstance(e, RegistrationFailed)] == [
+        "vpn-unknown"
+    ]

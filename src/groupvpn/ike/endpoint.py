@@ -367,7 +367,9 @@ class IkeEndpoint:
                     self._fail(sa, Failure("peer deleted the negotiation"))
                 return
             if isinstance(payload, NotifyPayload):
-                self._events.append(NotifyReceived(sa.peer, payload.notify_type, True))
+                self._events.append(
+                    NotifyReceived(sa.peer, payload.notify_type, True, payload.data)
+                )
                 if payload.notify_type == NotifyType.R_U_THERE and sa.state is SaState.ESTABLISHED:
                     self._send_informational(
                         sa, isakmp_notify(sa, NotifyType.R_U_THERE_ACK, payload.data)

@@ -64,6 +64,9 @@ class NotifyReceived:
     peer: Address
     notify_type: int
     protected: bool
+    #: Notification Data (never key material); our key server puts the refused
+    #: GROUPKEY-PULL's message ID here so the member knows which registration failed.
+    data: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)

@@ -292,11 +292,16 @@ class MemberCore:
     def _key_server_notified(self, event: NotifyReceived, now: float) -> None:
         if event.notify_type >= 16384:
             return  # status, not an error
+        # Our key server names the refused pull's message ID in the Notification
+        # Data; a server that does not leaves every pull with it in doubt.
+        refused_pull = int.from_bytes(event.data, "big") if len(event.data) == 4 else None
         for vpn in self._vpns.values():
             if (
                 vpn.state is VpnState.REGISTERING
+                and vpn.pull is not None
                 and vpn.pull_sa is not None
-                and (vpn.pull_sa.peer == event.peer)
+                and vpn.pull_sa.peer == event.peer
+                and refused_pull in (None, vpn.pull.message_id)
             ):
                 self._fail(vpn, f"key server refused: {notify_name(event.notify_type)}", now)
 

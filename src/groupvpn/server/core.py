@@ -121,7 +121,9 @@ class KeyServerCore:
         except PullError as refusal:
             self._pulls.pop(key, None)
             if refusal.notify is not None:
-                notify = isakmp_notify(sa, refusal.notify)
+                # The refused exchange's message ID as Notification Data tells a member
+                # with several registrations in flight which one this is.
+                notify = isakmp_notify(sa, refusal.notify, header.message_id.to_bytes(4, "big"))
                 message_id = int.from_bytes(self._random_bytes(4), "big") or 1
                 self.ike.send(sa, protected_informational(sa, notify, message_id))
             self._events.append(
