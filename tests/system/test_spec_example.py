@@ -195,3 +195,64 @@ def test_two_groups_one_member_in_both_and_refusals_leave_no_record(tmp_path: Pa
     finally:
         for daemon in daemons.values():
             daemon.stop()
+
+
+def test_a_tampered_hash_over_udp_is_refused_and_leaves_no_record(tmp_path: Path):
+    """A member that authenticates properly but sends a GROUPKEY-PULL whose HASH(1) is
+    wrong: the key server refuses it with a reason and records nobody."""
+    from ipaddress import IPv4Address
+
+    from groupvpn.gdoi.pull import PullInitiator, group_id_payload
+    from groupvpn.ike.endpoint import IkeEndpoint
+    from groupvpn.ike.events import NotifyReceived
+    from groupvpn.wire.dialect import V1
+    from groupvpn.wire.payloads import NoncePayload
+    from tests.ikepair import peer, proposal
+
+    port = _free_port()
+    conf = _loopback_config("server.conf", tmp_path / "server.conf")
+    server = DaemonProcess(groupvpn_argv("server", conf, port=port), tmp_path / "server.log")
+    server.start()
+    try:
+        server.wait_for_line("key server running", timeout=20)
+        gateway = peer("127.0.0.20", gateway="gw1", psk=b"$ecret-Key 1", proposals=(proposal(),))
+        assert gateway.addresses == (IPv4Address("127.0.0.20"),)
+        member = IkeEndpoint("127.0.0.11", [gateway], peer_port=port)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.bind(("127.0.0.11", port))
+            sock.settimeout(0.5)
+
+            def exchange(rounds: int = 20) -> list[object]:
+                events: list[object] = []
+                for _ in range(rounds):
+                    for data, addr in member.datagrams_to_send():
+                        sock.sendto(data, addr)
+                    try:
+                        data, addr = sock.recvfrom(65535)
+                    except TimeoutError:
+                        break
+                    member.receive_datagram(data, (addr[0], addr[1]), 0.0)
+                    while (event := member.next_event()) is not None:
+                        events.append(event)
+                return events
+
+            member.initiate("gw1", 0.0)
+            exchange()
+            [info] = member.established()
+            sa = member.find_sa(info.initiator_cookie, info.responder_cookie)
+            assert sa is not None
+            pull = PullInitiator(sa, 1, message_id=0x0BADCAFE, nonce=b"n" * 16, dialect=V1)
+            forged = pull._protect(  # a well-encrypted message with a wrong HASH(1)
+                lambda after: bytes(20), [NoncePayload(b"n" * 16), group_id_payload(1)]
+            )
+            member.send(sa, forged)
+            events = exchange(rounds=3)
+        refused = server.wait_for_line(r"registration refused: .*HASH\(1\) does not verify", 10)
+        assert "notify=INVALID-HASH-INFORMATION" in refused.string
+        assert any(isinstance(e, NotifyReceived) and e.protected for e in events)
+        view = _show(tmp_path / "server.sock", "security", "group-vpn", "server",
+                     "registered-members")  # fmt: skip
+        assert view["groups"][0]["members"] == []
+        assert "Traceback" not in server.log_text()
+    finally:
+        server.stop()
