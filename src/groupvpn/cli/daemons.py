@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from groupvpn.config import ConfigError, load_config_file
-from groupvpn.config.model import Config
+from groupvpn.config.model import Config, IkeGateway, MemberConfig, ServerConfig
 from groupvpn.member.install import ScopePolicyFilter
 from groupvpn.runtime.base import DEFAULT_PORT, DaemonOptions, StartupError
 from groupvpn.runtime.binding import (
@@ -41,6 +41,17 @@ def _load(path: str) -> Config:
     except ConfigError as exc:
         click.echo(str(exc), err=True)
         sys.exit(1)
+
+
+def _gateways(role: str, section: ServerConfig | MemberConfig | None) -> list[IkeGateway]:
+    """The role's IKE gateways, or a clear error when there are none."""
+    if section is None or not section.ike.gateways:
+        click.echo(
+            f"error: no IKE gateway configured under [edit security group-vpn {role} ike]",
+            err=True,
+        )
+        sys.exit(1)
+    return list(section.ike.gateways.values())
 
 
 def _run(coroutine: Coroutine[Any, Any, int]) -> None:
@@ -95,11 +106,7 @@ def server(config_path: str, verbose: bool, **options: Any) -> None:
     """Run the group key server: IKE phase 1 and GROUPKEY-PULL registration."""
     _setup_logging("server", verbose)
     config = _load(config_path)
-    if config.server is None or not config.server.ike.gateways:
-        click.echo("error: no IKE gateway configured under "
-                   "[edit security group-vpn server ike]", err=True)  # fmt: skip
-        sys.exit(1)
-    gateways = list(config.server.ike.gateways.values())
+    gateways = _gateways("server", config.server)
     _run(run_server(gateways, group_definitions(config), _options(**options)))
 
 
@@ -111,10 +118,6 @@ def member(config_path: str, verbose: bool, dataplane: str, **options: Any) -> N
     """Run a group member: register each group VPN with its key server."""
     _setup_logging("member", verbose)
     config = _load(config_path)
-    if config.member is None or not config.member.ike.gateways:
-        click.echo("error: no IKE gateway configured under "
-                   "[edit security group-vpn member ike]", err=True)  # fmt: skip
-        sys.exit(1)
-    gateways = list(config.member.ike.gateways.values())
+    gateways = _gateways("member", config.member)
     scope = ScopePolicyFilter(security_policies(config))
     _run(run_member(gateways, group_vpns(config), _options(**options), scope))
