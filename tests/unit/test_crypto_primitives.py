@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import itertools
+import random
 import re
 
 import pytest
 
-from groupvpn.crypto import keymat
+from groupvpn.crypto import dh, keymat
 from groupvpn.crypto.ciphers import CIPHERS, CipherSuite, cbc_decrypt, cbc_encrypt, cipher_from_ike
 from groupvpn.crypto.dh import MODP_GROUPS, PRIVATE_EXPONENT_BITS, DhExchange, DhGroup
 from groupvpn.crypto.hashes import HASHES, digest, hash_from_ike, prf
@@ -252,6 +253,34 @@ def test_dh_both_sides_agree(number: int) -> None:
     secret = alice.shared_secret(bob.public_value)
     assert secret == bob.shared_secret(alice.public_value)
     assert len(secret) == group.length_octets
+
+
+@pytest.mark.parametrize("number", sorted(MODP_GROUPS))
+def test_gmp_and_stdlib_exponentiation_agree(number: int) -> None:
+    # The daemons use GMP when gmpy2 is installed; pow() is the fallback.  Both
+    # must give the same g^x and g^xy, including at the edges of the exponent range.
+    pytest.importorskip("gmpy2")
+    p = MODP_GROUPS[number].prime
+    rng = random.Random(number)
+    exponents = [2, p - 2, (1 << dh.PRIVATE_EXPONENT_BITS) - 1] + [
+        rng.getrandbits(dh.PRIVATE_EXPONENT_BITS) for _ in range(5)
+    ]
+    for x in exponents:
+        base = rng.randrange(2, p - 1)
+        assert dh._gmp_modexp(2, x, p) == dh._stdlib_modexp(2, x, p)
+        assert dh._gmp_modexp(base, x, p) == dh._stdlib_modexp(base, x, p)
+    assert isinstance(dh._gmp_modexp(2, 5, p), int)
+
+
+def test_dh_agrees_across_implementations(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A member without gmpy2 and a server with it compute the same secret.
+    pytest.importorskip("gmpy2")
+    group = MODP_GROUPS[14]
+    monkeypatch.setattr(dh, "modexp", dh._stdlib_modexp)
+    slow = DhExchange(group)
+    monkeypatch.setattr(dh, "modexp", dh._gmp_modexp)
+    fast = DhExchange(group)
+    assert fast.shared_secret(slow.public_value) == slow.shared_secret(fast.public_value)
 
 
 def test_dh_injected_exponents_and_padding() -> None:

@@ -46,6 +46,7 @@ from groupvpn.ike.policy import Phase1Peer, Refusal, Selection, admit_offer, sa_
 from groupvpn.ike.rules import AGGRESSIVE_MODE_RULES, MAIN_MODE_RULES, first_of, violation
 from groupvpn.ike.sa import IkeSa, Mode, Role, SaState
 from groupvpn.ike.table import ZERO_COOKIE, SaTable
+from groupvpn.ike.timers import DeadlineHeap
 from groupvpn.wire.buffer import DecodeError
 from groupvpn.wire.constants import ExchangeType, NotifyType, ProtocolId, notify_name
 from groupvpn.wire.message import IsakmpHeader, decode_message, pull_header
@@ -96,6 +97,8 @@ class IkeEndpoint:
             for address in peer.addresses:
                 self._peers_by_address.setdefault(address, peer)
         self._table = SaTable()
+        #: Each SA's next deadline; every change of one of its timers reschedules it.
+        self._timers: DeadlineHeap[IkeSa] = DeadlineHeap()
         #: Exchanges run under an established SA by a protocol above us (GDOI).
         self._exchange_handlers: dict[int, ExchangeHandler] = {}
         self._outbox: list[tuple[bytes, Address]] = []
@@ -131,11 +134,10 @@ class IkeEndpoint:
         return out
 
     def get_timer(self) -> float | None:
-        times = [t for sa in self._table if (t := sa.next_timer()) is not None]
-        return min(times) if times else None
+        return self._timers.next_deadline()
 
     def handle_timer(self, now: float) -> None:
-        for sa in list(self._table):
+        for sa in self._timers.pop_due(now):
             try:
                 self._handle_sa_timer(sa, now)
             except Exception:  # as in receive_datagram; the SA is dropped, others go on
@@ -425,6 +427,7 @@ class IkeEndpoint:
             if not step.expect_reply:
                 sa.retransmit_at = None
             self._events.append(IkeSaEstablished(sa.info()))
+        self._reschedule(sa)
 
     def _handle_sa_timer(self, sa: IkeSa, now: float) -> None:
         if sa.expires_at is not None and sa.expires_at <= now:
@@ -433,6 +436,12 @@ class IkeEndpoint:
             self._fail(sa, Failure(f"negotiation timed out ({sa.state.value})"))
         elif sa.retransmit_at is not None and sa.retransmit_at <= now:
             self._retransmit(sa, now)
+        self._reschedule(sa)
+
+    def _reschedule(self, sa: IkeSa) -> None:
+        """Call after changing any of the SA's timers (see IkeSa.next_timer)."""
+        if sa.state is not SaState.DEAD:
+            self._timers.schedule(sa, sa.next_timer())
 
     def _retransmit(self, sa: IkeSa, now: float) -> None:
         if sa.retransmits >= self._retransmit_limit or sa.last_sent is None:
@@ -481,6 +490,7 @@ class IkeEndpoint:
     def _forget(self, sa: IkeSa) -> None:
         sa.state = SaState.DEAD
         self._table.remove(sa)
+        self._timers.cancel(sa)
 
     # -- small helpers ------------------------------------------------------------------
 
