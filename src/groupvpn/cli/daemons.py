@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
 from collections.abc import Callable, Coroutine
@@ -14,6 +13,7 @@ import click
 from groupvpn.config import ConfigError, load_config_file
 from groupvpn.config.model import Config, IkeGateway, MemberConfig, ServerConfig
 from groupvpn.member.install import ScopePolicyFilter
+from groupvpn.runtime import loop as event_loop
 from groupvpn.runtime.base import DEFAULT_PORT, DaemonOptions, StartupError
 from groupvpn.runtime.binding import (
     PHASE1_DOIS,
@@ -56,7 +56,7 @@ def _gateways(role: str, section: ServerConfig | MemberConfig | None) -> list[Ik
 
 def _run(coroutine: Coroutine[Any, Any, int]) -> None:
     try:
-        status = asyncio.run(coroutine)
+        status = event_loop.run(coroutine)
     except StartupError as exc:
         logging.getLogger("groupvpn").error("cannot start: %s", exc)
         sys.exit(1)
