@@ -188,6 +188,7 @@ class MemberFleet:
         self.failure_reasons: list[str] = []
         self._done = asyncio.Event()
         self._protocols: dict[int, EndpointProtocol] = {}
+        self._starting: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
         for _ in range(min(self._window, self._members)):
@@ -222,20 +223,22 @@ class MemberFleet:
             if len(self.latencies) == self._members:
                 self._done.set()
             elif self._next < self._members:
-                loop.create_task(self._start_next())
+                task = loop.create_task(self._start_next())
+                self._starting.add(task)  # keep a reference until it has run
+                task.add_done_callback(self._starting.discard)
 
 
 def run_once(group: int, members: int, window: int, port: int) -> RunResult:
     cpus = sorted(os.sched_getaffinity(0))
-    server_cpu, fleet_cpu = cpus[0], cpus[-1]
+    server_core, fleet_core = cpus[0], cpus[-1]
     with tempfile.TemporaryDirectory(prefix="groupvpn-bench-") as tmp:
-        server = KeyServer(Path(tmp), members, group, port, server_cpu)
+        server = KeyServer(Path(tmp), members, group, port, server_core)
         try:
             server.wait_ready()
             baseline = server.rss_kib("VmRSS")
             cpu_before = server.cpu_seconds()
             fleet = MemberFleet(members, group, port, window)
-            os.sched_setaffinity(0, {fleet_cpu})
+            os.sched_setaffinity(0, {fleet_core})
             start = time.perf_counter()
             event_loop.run(fleet.run())
             seconds = time.perf_counter() - start
@@ -247,8 +250,10 @@ def run_once(group: int, members: int, window: int, port: int) -> RunResult:
             server.stop()
     for reason in fleet.failure_reasons[:5]:
         print(f"  failure: {reason}", file=sys.stderr)
-    return RunResult(group, members, seconds, server_cpu, fleet.failures, registered, peak - baseline,
-                     sorted(fleet.latencies))  # fmt: skip
+    return RunResult(
+        group, members, seconds, server_cpu, fleet.failures, registered, peak - baseline,
+        sorted(fleet.latencies),
+    )  # fmt: skip
 
 
 def server_dh_seconds(group: int, count: int = 200) -> float:
@@ -285,7 +290,8 @@ def main() -> None:
             print(f"| {group} | {members} | {result.rate:.0f} "
                   f"| {result.rate_per_server_cpu_second:.0f} | {result.failures} "
                   f"| {result.registered_at_server} | {p50:.0f} / {p99:.0f} "
-                  f"| {result.rss_growth_kib / members:.1f} | {overhead:.2f} |", flush=True)  # fmt: skip
+                  f"| {result.rss_growth_kib / members:.1f} | {overhead:.2f} |",
+                  flush=True)  # fmt: skip
             if result.failures or result.registered_at_server != members:
                 worst = 1
     raise SystemExit(worst)
