@@ -18,6 +18,9 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
+
+from groupvpn.crypto.fixed_base import FixedBaseTable
 
 try:
     import gmpy2  # type: ignore[import-untyped]
@@ -107,6 +110,12 @@ MODP_GROUPS: dict[int, DhGroup] = {
 PRIVATE_EXPONENT_BITS = 256
 
 
+@cache
+def _generator_table(group: DhGroup) -> FixedBaseTable:
+    number = gmpy2.mpz if gmpy2 is not None else int
+    return FixedBaseTable(group.generator, group.prime, PRIVATE_EXPONENT_BITS, number)
+
+
 def _pad(value: int, length: int) -> bytes:
     # KE data and g^xy are fixed-length, left-padded with zeros (gdoi-wire.md §1.8);
     # dropping leading zeros would break SKEYID and the IV derivation ~1/256 of the time.
@@ -129,9 +138,11 @@ class DhExchange:
         self.group = group
         self._private = private_exponent
         # g^x = generator ** x mod p   (RFC 2409 §5: KE data)
-        self.public_value: bytes = _pad(
-            modexp(group.generator, private_exponent, group.prime), group.length_octets
-        )
+        if private_exponent.bit_length() <= PRIVATE_EXPONENT_BITS:
+            public = _generator_table(group).power(private_exponent)
+        else:  # a long exponent injected by a known-answer test
+            public = modexp(group.generator, private_exponent, group.prime)
+        self.public_value: bytes = _pad(public, group.length_octets)
 
     def __repr__(self) -> str:
         # Never print the private exponent, even in a debugger or a log of the SA.
