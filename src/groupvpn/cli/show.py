@@ -119,8 +119,19 @@ for _parent, _socket, _role in (
         _show("security-associations", f"{_role}-ipsec-security-associations", _socket,
               _ipsec_formatter, f"Group IPsec security associations of the {_role}.")
     )  # fmt: skip
+    _kek = click.Group(name="kek", help="Group KEK (rekey SA) state.")
+    _kek_formatter = (
+        tables.server_kek_security_associations
+        if _role == "server"
+        else tables.member_kek_security_associations
+    )
+    _kek.add_command(
+        _show("security-associations", f"{_role}-kek-security-associations", _socket,
+              _kek_formatter, f"Group KEKs (rekey SAs) of the {_role}.")
+    )  # fmt: skip
     _parent.add_command(_ike)
     _parent.add_command(_ipsec)
+    _parent.add_command(_kek)
 
 show_security.add_command(
     _show("dynamic-policies", "dynamic-policies", DEFAULT_MEMBER_SOCKET, tables.dynamic_policies,
@@ -153,13 +164,29 @@ def clear_member_ipsec() -> None:
     """Group IPsec SAs."""
 
 
-@clear_member_ipsec.command(name="security-associations")
-@_options(DEFAULT_MEMBER_SOCKET)
-def clear_member_ipsec_sas(socket_path: Path, as_json: bool) -> None:
-    """Drop the member's group SAs and register again."""
+@clear_member.group(name="kek")
+def clear_member_kek() -> None:
+    """Group KEKs (rekey SAs)."""
+
+
+def _clear(socket_path: Path, command: str) -> None:
     try:
-        call(socket_path, "clear-member-ipsec-security-associations")
+        call(socket_path, command)
     except ControlError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
     # Like Junos, a clear command prints nothing when it succeeds.
+
+
+@clear_member_ipsec.command(name="security-associations")
+@_options(DEFAULT_MEMBER_SOCKET)
+def clear_member_ipsec_sas(socket_path: Path, as_json: bool) -> None:
+    """Drop the member's group SAs and KEKs and register again."""
+    _clear(socket_path, "clear-member-ipsec-security-associations")
+
+
+@clear_member_kek.command(name="security-associations")
+@_options(DEFAULT_MEMBER_SOCKET)
+def clear_member_kek_sas(socket_path: Path, as_json: bool) -> None:
+    """Drop the member's KEKs (and with them its group SAs) and register again."""
+    _clear(socket_path, "clear-member-kek-security-associations")

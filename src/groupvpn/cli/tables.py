@@ -114,3 +114,41 @@ def dynamic_policies(view: JsonDict) -> str:
             indent="  ",
         )  # fmt: skip
     return text
+
+
+def server_kek_security_associations(view: JsonDict) -> str:
+    """Each group's KEK (rekey SA): cookies, algorithms, remaining life and SEQ."""
+    sas = view["security-associations"]
+    if not sas:
+        return "No KEK: no group has server-member-communication"
+    rows = [
+        (sa["index"], sa["group"], sa["group-id"], sa["initiator-cookie"], sa["responder-cookie"],
+         f"{sa['encryption']}/{sa['signature-algorithm']}-{sa['signature-key-length']}"
+         f"/{sa['signature-hash']}",
+         sa["lifetime-remaining"], sa["communication-type"], sa["sequence"])
+        for sa in sas
+    ]  # fmt: skip
+    return _table(
+        ("Index", "Group", "Group Id", "Initiator cookie", "Responder cookie", "Algorithm",
+         "Life:sec", "Rekey", "Seq"),
+        rows,
+    )  # fmt: skip
+
+
+def member_kek_security_associations(view: JsonDict) -> str:
+    """Like Junos `show security group-vpn member kek security-associations`."""
+    sas = view["security-associations"]
+    rows = [
+        (sa["index"], sa["vpn"], sa["group-id"], sa["source"], sa["initiator-cookie"],
+         sa["responder-cookie"],
+         f"{sa['encryption']}/{sa['signature-algorithm']}-{sa['signature-key-length']}"
+         f"/{sa['signature-hash']}",
+         sa["lifetime-remaining"], sa["sequence"])
+        for sa in sas
+    ]  # fmt: skip
+    table = _table(
+        ("Index", "VPN", "Group", "Server Address", "Initiator cookie", "Responder cookie",
+         "Algorithm", "Life:sec", "Seq"),
+        rows,
+    )  # fmt: skip
+    return f"  Total KEK SAs: {len(sas)}\n{table}"

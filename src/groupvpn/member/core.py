@@ -3,9 +3,10 @@
 Sans-IO like the endpoint under it.  For each configured group VPN the member
 brings up (or reuses) an IKE SA to the VPN's gateway, pulls the group's policy
 and keys, and reports the result.  Anything that goes wrong (no answer, a
-refusal, a broken message) ends that attempt; the next one starts after a
-jittered exponential backoff, so a member never spins and a fleet of members
-does not retry in lockstep.
+refusal, a broken message, keys it cannot use) ends that attempt; the next
+one starts after a jittered exponential backoff, so a member never spins and a
+fleet of members does not retry in lockstep.  A registration is taken whole or
+not at all: its group SAs and its KEK are kept per VPN, until `clear`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from groupvpn.ike.events import (
     NotifyReceived,
 )
 from groupvpn.ike.sa import IkeSa
+from groupvpn.member.keys import GroupKek, GroupSa, UnusableTek, group_kek, group_sas
 from groupvpn.wire.buffer import DecodeError
 from groupvpn.wire.constants import ExchangeType, notify_name
 from groupvpn.wire.dialect import Dialect
@@ -54,6 +56,10 @@ class VpnState(enum.Enum):
 class Registered:
     vpn: str
     registration: Registration
+    #: The registration's group SAs with their keys (no key material in repr).
+    sas: tuple[GroupSa, ...] = ()
+    #: The group KEK, when the group has server-member communication.
+    kek: GroupKek | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +85,7 @@ class _Vpn:
     last_error: str = ""
     registration: Registration | None = None
     registered_at: float | None = None
+    kek: GroupKek | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,10 +184,15 @@ class MemberCore:
             if vpn.registration is not None
         }
 
+    def keks(self) -> list[GroupKek]:
+        """The KEK of every VPN registered to a group with server-member communication."""
+        return [vpn.kek for vpn in self._vpns.values() if vpn.kek is not None]
+
     def clear(self, now: float) -> None:
-        """Drop every group SA and register again (`clear ... ipsec security-associations`)."""
+        """Drop every group SA and KEK and register again (`clear ... security-associations`)."""
         for vpn in self._vpns.values():
             vpn.registration = vpn.registered_at = None
+            vpn.kek = None
             vpn.failures = 0
             self._connect(vpn, now)
 
@@ -246,13 +258,26 @@ class MemberCore:
         if progress.send is not None:
             self._send_pull(vpn, progress.send, now)
         if progress.registration is not None:
-            vpn.state = VpnState.REGISTERED
-            vpn.timer_at = None
-            vpn.registration = progress.registration
-            vpn.registered_at = now
-            vpn.failures = 0
-            vpn.last_error = ""
-            self._events.append(Registered(vpn.config.name, progress.registration))
+            self._registered(vpn, progress.registration, now)
+
+    def _registered(self, vpn: _Vpn, registration: Registration, now: float) -> None:
+        name = vpn.config.name
+        try:
+            kek = group_kek(name, registration, now)
+            sas = group_sas(name, registration, now)
+        except UnusableTek as exc:
+            # Nothing of it is kept: keys we cannot rekey, or a policy we cannot
+            # fully install, would leave the member half in the group.
+            self._fail(vpn, f"unusable registration: {exc}", now)
+            return
+        vpn.state = VpnState.REGISTERED
+        vpn.timer_at = None
+        vpn.registration = registration
+        vpn.registered_at = now
+        vpn.kek = kek
+        vpn.failures = 0
+        vpn.last_error = ""
+        self._events.append(Registered(name, registration, tuple(sas), kek))
 
     def _fail(self, vpn: _Vpn, reason: str, now: float) -> None:
         vpn.failures += 1

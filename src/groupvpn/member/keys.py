@@ -1,8 +1,9 @@
-"""What a member holds after a registration: one group SA per downloaded SA TEK.
+"""What a member holds after a registration: group SAs and, with rekeys, the group KEK.
 
 The SA payload says what each key is for (selectors, algorithms, remaining
-lifetime) and the KD payload carries the keys, matched by SPI.  A TEK the
-member cannot use (unknown transform, missing keys) is reported, not guessed.
+lifetime) and the KD payload carries the keys, matched by SPI.  A TEK or KEK
+the member cannot use (unknown algorithm, missing or wrong-sized keys, a
+public key that does not parse) is reported, not guessed.
 """
 
 from __future__ import annotations
@@ -10,14 +11,39 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+from cryptography.hazmat.primitives.serialization import load_der_public_key
+
 from groupvpn.gdoi.pull import Registration
+from groupvpn.server.kek import (
+    KEK_CIPHERS,
+    REKEY_PROTOCOL_UDP,
+    SIG_HASHES,
+    KekCipher,
+    SigHash,
+)
+from groupvpn.server.signing import public_key_fingerprint
 from groupvpn.server.tek import ESP_CIPHERS, ESP_INTEGRITY, EspCipher, EspIntegrity
+from groupvpn.wire.attributes import DataAttribute
 from groupvpn.wire.constants import IdType
-from groupvpn.wire.gdoi_numbers import IpsecAttribute, KdType, TekKeyAttribute, TekProtocol
+from groupvpn.wire.gdoi_numbers import (
+    IpsecAttribute,
+    KdType,
+    KekAttribute,
+    KekKeyAttribute,
+    SigAlgorithm,
+    TekKeyAttribute,
+    TekProtocol,
+)
 from groupvpn.wire.gdoi_sa import GdoiId, IpsecTek
 
 _CIPHERS_BY_WIRE = {(c.transform_id, c.key_length_attribute): c for c in ESP_CIPHERS.values()}
 _INTEGRITY_BY_WIRE = {i.algorithm: i for i in ESP_INTEGRITY.values()}
+_SIG_HASHES_BY_WIRE = {h.algorithm: h for h in SIG_HASHES.values()}
+#: A KEK without KEK_KEY_LIFETIME (the Cisco reference trace sends none) lives
+#: as long as the Junos default `lifetime-seconds`.
+DEFAULT_KEK_LIFETIME = 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,8 +69,35 @@ class GroupSa:
         return f"{self.source} -> {self.destination}"
 
 
+@dataclass(frozen=True, slots=True)
+class GroupKek:
+    """The group's rekey SA as this member received it: what GROUPKEY-PUSH will use."""
+
+    vpn: str
+    group_id: int
+    spi: bytes  # 16 octets: the initiator and responder cookies of every PUSH
+    cipher: KekCipher
+    sig_hash: SigHash
+    signature_bits: int  # RSA modulus size of the key server's signing key
+    #: Where rekeys come from (the key server) and go to (this member or a multicast group).
+    source: GdoiId
+    destination: GdoiId
+    #: The SEQ baseline: a PUSH is accepted only with a higher sequence number.
+    sequence: int
+    expires_at: float
+    key: bytes = field(repr=False)
+    iv: bytes = field(repr=False)
+    public_key: RSAPublicKey = field(repr=False)
+    #: SHA-256 of the public key as received, to compare with the key server's.
+    public_key_fingerprint: str = ""
+
+
 class UnusableTek(ValueError):
-    """An SA TEK the member cannot install; the message says why."""
+    """An SA TEK (or KEK) the member cannot install; the message says why."""
+
+
+class UnusableKek(UnusableTek):
+    """An SA KEK and KD KEK packet the member cannot use together; the message says why."""
 
 
 def group_sas(vpn: str, registration: Registration, received_at: float) -> list[GroupSa]:
@@ -110,3 +163,122 @@ def _network(identity: GdoiId) -> IPv4Network:
     except ValueError:
         pass  # a non-contiguous mask
     raise UnusableTek(f"selector {identity.describe()} is not an IPv4 address or subnet")
+
+
+def group_kek(vpn: str, registration: Registration, received_at: float) -> GroupKek | None:
+    """The registration's KEK with its key and the server's public key; None if it has none.
+
+    Raises UnusableKek unless the SA KEK and exactly one KD KEK packet with its
+    SPI agree: a known algorithm and key length, IV and key of that length, an
+    RSA public key in DER that matches SIG_KEY_LENGTH.
+    """
+    sak = registration.sa.kek
+    packets = registration.key_download.find(KdType.KEK)
+    if sak is None:
+        if packets:
+            raise UnusableKek("KD carries a KEK key packet but the SA has no SA KEK")
+        return None
+    spi = sak.spi.hex()
+    if registration.sequence is None:
+        raise UnusableKek(f"KEK {spi} comes without a SEQ")
+    if len(packets) != 1 or packets[0].spi != sak.spi:
+        found = ", ".join(p.spi.hex() for p in packets) or "none"
+        raise UnusableKek(f"KD must carry one key packet for KEK {spi}; KEK packets: {found}")
+    if sak.protocol != REKEY_PROTOCOL_UDP:
+        raise UnusableKek(f"KEK {spi} rekey protocol {sak.protocol} is not UDP")
+    attributes = _unique(sak.attributes, "SA KEK")
+    cipher = _kek_cipher(attributes)
+    sig_hash = _sig_hash(attributes)
+    packet_attributes = _unique(packets[0].attributes, "KEK key packet").values()
+    material = {a.type: a.as_bytes() for a in packet_attributes}
+    iv_and_key = material.get(KekKeyAttribute.KEK_ALGORITHM_KEY, b"")
+    if len(iv_and_key) != cipher.block_size + cipher.key_length:
+        raise UnusableKek(
+            f"KEK key material of {len(iv_and_key)} octets; {cipher.name} needs "
+            f"{cipher.block_size} (IV) + {cipher.key_length} (key)"
+        )
+    public_der = material.get(KekKeyAttribute.SIG_ALGORITHM_KEY, b"")
+    public_key = _public_key(public_der)
+    declared = attributes.get(KekAttribute.SIG_KEY_LENGTH)
+    # SIG_KEY_LENGTH means modulus bits to the Cisco reference code and DER octets to
+    # Cisco IOS (gdoi-wire.md §4.2); either is fine as long as it matches the key.
+    if declared is not None and declared.as_int() not in (public_key.key_size, len(public_der)):
+        raise UnusableKek(
+            f"SIG_KEY_LENGTH {declared.as_int()} does not match the "
+            f"{public_key.key_size}-bit public key"
+        )
+    lifetime = attributes.get(KekAttribute.KEK_KEY_LIFETIME)
+    return GroupKek(
+        vpn=vpn,
+        group_id=registration.group_id,
+        spi=sak.spi,
+        cipher=cipher,
+        sig_hash=sig_hash,
+        signature_bits=public_key.key_size,
+        source=sak.src,
+        destination=sak.dst,
+        sequence=registration.sequence,
+        expires_at=received_at + (DEFAULT_KEK_LIFETIME if lifetime is None else lifetime.as_int()),
+        key=iv_and_key[cipher.block_size :],
+        iv=iv_and_key[: cipher.block_size],
+        public_key=public_key,
+        public_key_fingerprint=public_key_fingerprint(public_der),
+    )
+
+
+def _unique(attributes: tuple[DataAttribute, ...], what: str) -> dict[int, DataAttribute]:
+    by_type: dict[int, DataAttribute] = {}
+    for attribute in attributes:
+        if attribute.type in by_type:
+            raise UnusableKek(f"{what} attribute {attribute.type} appears twice")
+        by_type[attribute.type] = attribute
+    return by_type
+
+
+def _kek_cipher(attributes: dict[int, DataAttribute]) -> KekCipher:
+    if KekAttribute.KEK_MANAGEMENT_ALGORITHM in attributes:
+        raise UnusableKek("KEK management algorithm (LKH) is not supported")
+    algorithm = attributes.get(KekAttribute.KEK_ALGORITHM)
+    if algorithm is None:
+        raise UnusableKek("SA KEK has no KEK_ALGORITHM")
+    length = attributes.get(KekAttribute.KEK_KEY_LENGTH)
+    bits = None if length is None else length.as_int()
+    for cipher in KEK_CIPHERS.values():
+        if cipher.algorithm != algorithm.as_int():
+            continue
+        # AES needs its key length; DES/3DES have one size, which a peer may still state.
+        if bits == cipher.key_length_attribute or (
+            cipher.key_length_attribute is None and bits == cipher.key_length * 8
+        ):
+            return cipher
+    shown = "" if bits is None else f" with a {bits}-bit key"
+    raise UnusableKek(f"KEK algorithm {algorithm.as_int()}{shown} is not supported")
+
+
+def _sig_hash(attributes: dict[int, DataAttribute]) -> SigHash:
+    algorithm = attributes.get(KekAttribute.SIG_ALGORITHM)
+    if algorithm is None:
+        raise UnusableKek("SA KEK has no SIG_ALGORITHM")
+    if algorithm.as_int() != SigAlgorithm.RSA:
+        raise UnusableKek(f"signature algorithm {algorithm.as_int()} is not supported (RSA only)")
+    sig_hash = attributes.get(KekAttribute.SIG_HASH_ALGORITHM)
+    if sig_hash is None:
+        raise UnusableKek("SA KEK has no SIG_HASH_ALGORITHM")
+    found = _SIG_HASHES_BY_WIRE.get(sig_hash.as_int())
+    if found is None:
+        raise UnusableKek(f"signature hash algorithm {sig_hash.as_int()} is not supported")
+    return found
+
+
+def _public_key(der: bytes) -> RSAPublicKey:
+    if not der:
+        raise UnusableKek("KEK key packet has no SIG_ALGORITHM_KEY (the server's public key)")
+    try:
+        key = load_der_public_key(der)
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise UnusableKek(
+            f"the server's public key is not a DER SubjectPublicKeyInfo: {exc}"
+        ) from exc
+    if not isinstance(key, RSAPublicKey):
+        raise UnusableKek(f"the server's public key is {type(key).__name__}, not RSA")
+    return key

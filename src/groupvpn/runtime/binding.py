@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from groupvpn.config.model import Config, Identity, IkeGateway, IkeProposal
+from groupvpn.config.model_groups import ServerMemberCommunication
 from groupvpn.crypto.ciphers import CIPHERS
 from groupvpn.crypto.dh import MODP_GROUPS
 from groupvpn.crypto.hashes import HASHES
@@ -10,6 +11,7 @@ from groupvpn.ike.policy import Phase1Peer, Phase1Proposal
 from groupvpn.member.core import GroupVpn
 from groupvpn.policy import Application, PortRange, SecurityPolicy
 from groupvpn.server.groups import GroupDefinition
+from groupvpn.server.kek import KEK_CIPHERS, SIG_HASHES, KekPolicy
 from groupvpn.server.tek import ESP_CIPHERS, ESP_INTEGRITY, GroupPolicySpec
 from groupvpn.wire.constants import Doi
 from groupvpn.wire.payloads import IdPayload
@@ -78,9 +80,22 @@ def group_definitions(config: Config) -> list[GroupDefinition]:
             ),
             activation_time_delay=group.activation_time_delay,
             server_address=group.server_address,
+            kek=kek_policy(group.server_member_communication),
         )
         for group in config.server.groups.values()
     ]
+
+
+def kek_policy(smc: ServerMemberCommunication | None) -> KekPolicy | None:
+    """`server-member-communication` as the group's KEK policy (none: no KEK, no SEQ)."""
+    if smc is None:
+        return None
+    return KekPolicy(
+        cipher=KEK_CIPHERS[smc.encryption_algorithm],
+        sig_hash=SIG_HASHES[smc.sig_hash_algorithm],
+        lifetime_seconds=smc.lifetime_seconds,
+        multicast_group=smc.multicast_group if smc.communication_type == "multicast" else None,
+    )
 
 
 def group_vpns(config: Config) -> list[GroupVpn]:

@@ -19,7 +19,7 @@ from typing import Any
 from groupvpn.config.model import IkeGateway
 from groupvpn.ike.events import IkeSaEstablished, IkeSaFailed
 from groupvpn.member.core import GroupVpn, MemberCore, Registered
-from groupvpn.member.keys import GroupSa, UnusableTek, group_sas
+from groupvpn.member.keys import GroupSa
 from groupvpn.runtime import views
 from groupvpn.runtime.base import Daemon, DaemonOptions, group_by_local_address
 from groupvpn.runtime.control import DEFAULT_MEMBER_SOCKET
@@ -53,11 +53,8 @@ async def run_member(
     def on_registered(event: object) -> None:
         if not isinstance(event, Registered):
             return
-        try:
-            sas = group_sas(event.vpn, event.registration, loop.time())
-        except UnusableTek as exc:
-            log.warning("registration unusable: vpn=%s reason=%s", event.vpn, exc)
-            return
+        # The core took the registration only if every SA TEK and the KEK are usable.
+        sas = list(event.sas)
         accepted, policies = policy_filter(event.vpn, sas)
         installed[event.vpn], dynamic[event.vpn] = accepted, policies
         rejected = len(sas) - len(accepted)
@@ -104,10 +101,15 @@ async def run_member(
                     [sa for sas in installed.values() for sa in sas], clock()
                 )
             ),
+            "member-kek-security-associations": lambda args: views.member_kek_security_associations(
+                [kek for core in cores for kek in core.keks()], clock()
+            ),
             "dynamic-policies": lambda args: {
                 "dynamic-policies": [p for ps in dynamic.values() for p in ps]
             },
             "clear-member-ipsec-security-associations": clear,
+            # Without its KEK a member cannot follow rekeys: it registers again too.
+            "clear-member-kek-security-associations": clear,
         },
     )
     daemon.install_signal_handlers()

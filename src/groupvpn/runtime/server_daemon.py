@@ -18,6 +18,7 @@ from groupvpn.runtime.base import Daemon, DaemonOptions, StartupError, group_by_
 from groupvpn.runtime.control import DEFAULT_SERVER_SOCKET
 from groupvpn.server.core import KeyServerCore
 from groupvpn.server.groups import GroupDefinition, GroupKeyServer
+from groupvpn.server.signing import SigningKey
 
 log = logging.getLogger("groupvpn")
 
@@ -34,7 +35,13 @@ async def run_server(
         )
     daemon = Daemon(options)
     daemon.open_debug_keys()
-    key_server = GroupKeyServer(groups, options.dialect)
+    signing_key = None
+    if any(group.kek is not None for group in groups):
+        # In memory for now: members must register again after a restart.
+        signing_key = SigningKey.generate()
+        log.info("rekey signing key generated: rsa-%d %s", signing_key.bits,
+                 signing_key.fingerprint)  # fmt: skip
+    key_server = GroupKeyServer(groups, options.dialect, signing_key=signing_key, port=options.port)
     for local, local_gateways in group_by_local_address(gateways).items():
         core = KeyServerCore(daemon.new_endpoint(local, local_gateways), key_server)
         await daemon.listen(core, local, ", ".join(g.name for g in local_gateways))
@@ -58,6 +65,9 @@ async def run_server(
             ),
             "server-ipsec-security-associations": lambda args: (
                 views.server_ipsec_security_associations(key_server, clock())
+            ),
+            "server-kek-security-associations": lambda args: views.server_kek_security_associations(
+                key_server, clock()
             ),
         },
     )

@@ -15,7 +15,7 @@ from typing import Any
 
 from groupvpn.ike.endpoint import IkeEndpoint
 from groupvpn.member.core import MemberCore
-from groupvpn.member.keys import GroupSa
+from groupvpn.member.keys import GroupKek, GroupSa
 from groupvpn.server.groups import GroupKeyServer
 
 JsonDict = dict[str, Any]
@@ -115,6 +115,37 @@ def server_ipsec_security_associations(groups: GroupKeyServer, clock: Clock) -> 
     return {"groups": result}
 
 
+def server_kek_security_associations(groups: GroupKeyServer, clock: Clock) -> JsonDict:
+    """Each group's KEK (the rekey SA) and SEQ; groups without one are not listed."""
+    rows = []
+    for index, status in enumerate(groups.kek_status(clock.now), start=1):
+        kek = status.kek
+        policy = kek.policy
+        icookie, rcookie = kek.cookies
+        rows.append(
+            {
+                "index": index,
+                "group": status.group,
+                "group-id": status.group_id,
+                "spi": kek.spi.hex(),
+                "initiator-cookie": icookie.hex(),
+                "responder-cookie": rcookie.hex(),
+                "encryption": policy.cipher.name,
+                "signature-hash": policy.sig_hash.name,
+                "signature-algorithm": "rsa",
+                "signature-key-length": status.signature_bits,
+                "signing-key-fingerprint": status.signing_key_fingerprint,
+                "communication-type": policy.communication_type,
+                "multicast-group": (
+                    None if policy.multicast_group is None else str(policy.multicast_group)
+                ),
+                "lifetime-remaining": clock.remaining(kek.expires_at),
+                "sequence": status.sequence,
+            }
+        )
+    return {"security-associations": rows}
+
+
 def member_ike_security_associations(cores: Iterable[MemberCore], clock: Clock) -> JsonDict:
     cores = list(cores)
     view = ike_security_associations((core.ike for core in cores), clock)
@@ -163,4 +194,30 @@ def _selectors(source: object, destination: object, sport: int, dport: int, prot
         "source-port": sport,
         "destination-port": dport,
         "protocol": proto,
+    }
+
+
+def member_kek_security_associations(keks: Iterable[GroupKek], clock: Clock) -> JsonDict:
+    """The KEK each group VPN received at registration, and its SEQ baseline."""
+    return {
+        "security-associations": [
+            {
+                "index": index,
+                "vpn": kek.vpn,
+                "group-id": kek.group_id,
+                "spi": kek.spi.hex(),
+                "initiator-cookie": kek.spi[:8].hex(),
+                "responder-cookie": kek.spi[8:].hex(),
+                "source": kek.source.describe(),
+                "destination": kek.destination.describe(),
+                "encryption": kek.cipher.name,
+                "signature-hash": kek.sig_hash.name,
+                "signature-algorithm": "rsa",
+                "signature-key-length": kek.signature_bits,
+                "signing-key-fingerprint": kek.public_key_fingerprint,
+                "lifetime-remaining": clock.remaining(kek.expires_at),
+                "sequence": kek.sequence,
+            }
+            for index, kek in enumerate(keks, start=1)
+        ]
     }

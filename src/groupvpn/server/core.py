@@ -112,7 +112,9 @@ class KeyServerCore:
                 message_id=header.message_id,
                 nonce=self._random_bytes(NONCE_LENGTH),
                 dialect=self.groups.dialect,
-                admit=lambda group_id, ike_sa: self.groups.admit(group_id, ike_sa, now),
+                admit=lambda group_id, ike_sa: self.groups.admit(
+                    group_id, ike_sa, now, self.ike.local_address
+                ),
             )
         else:
             responder = entry[0]

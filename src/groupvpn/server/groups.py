@@ -5,6 +5,10 @@ commits.  A member is admitted to a group only if it authenticated through one
 of that group's IKE gateways *and* asked for that group's ID; anyone else gets
 a refusal with a reason (sent as a Notify) and leaves no record.  Records are
 made only when the member proved, with HASH(3), that it received the policy.
+
+A group with `server-member-communication` also has a KEK (the rekey SA) and a
+SEQ counter: the offer then carries the SA KEK first in the SA, the KD KEK
+packet first in the KD, and the current SEQ (gdoi-wire.md §4.1, §4.5, §5.1).
 """
 
 from __future__ import annotations
@@ -15,12 +19,24 @@ from ipaddress import IPv4Address
 
 from groupvpn.gdoi.pull import GroupOffer, PullError
 from groupvpn.ike.sa import IkeSa
+from groupvpn.server.kek import Kek, KekPolicy, new_kek
+from groupvpn.server.signing import SigningKey
 from groupvpn.server.tek import GroupPolicySpec, Tek, new_tek
 from groupvpn.wire.attributes import DataAttribute
 from groupvpn.wire.constants import Doi, NotifyType
 from groupvpn.wire.dialect import Dialect
-from groupvpn.wire.gdoi import GapPayload, GdoiSaPayload, KeyDownloadPayload, SaTekPayload
+from groupvpn.wire.gdoi import (
+    GapPayload,
+    GdoiId,
+    GdoiSaPayload,
+    KeyDownloadPayload,
+    SaKekPayload,
+    SaTekPayload,
+)
 from groupvpn.wire.gdoi_numbers import GapAttribute, TekProtocol
+
+#: The GDOI port, where rekeys come from and go to unless the daemon says otherwise.
+GDOI_PORT = 848
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +50,8 @@ class GroupDefinition:
     policies: tuple[GroupPolicySpec, ...]
     activation_time_delay: int = 15
     server_address: IPv4Address | None = None
+    #: `server-member-communication`: the group has a KEK and a SEQ; None: neither.
+    kek: KekPolicy | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,19 +73,60 @@ class _GroupState:
     #: Every SPI handed out and not yet expired, so none is reused too early.
     spis: dict[bytes, float] = field(default_factory=dict)
     members: dict[str, MemberRecord] = field(default_factory=dict)
+    #: The group's current KEK (None until first needed, or without a KEK policy).
+    kek: Kek | None = None
+    #: The rekey sequence number: 0 until the first GROUPKEY-PUSH, which sends 1
+    #: (gdoi-wire.md §4.6).  Registrations carry the current value as the baseline.
+    sequence: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class KekStatus:
+    """A group's KEK and SEQ, as `show ... server kek security-associations` lists them."""
+
+    group: str
+    group_id: int
+    kek: Kek
+    sequence: int
+    signature_bits: int
+    #: Identifies the signing key members verify rekeys with (see SigningKey.fingerprint).
+    signing_key_fingerprint: str
 
 
 class GroupKeyServer:
-    def __init__(self, groups: Iterable[GroupDefinition], dialect: Dialect) -> None:
+    def __init__(
+        self,
+        groups: Iterable[GroupDefinition],
+        dialect: Dialect,
+        *,
+        signing_key: SigningKey | None = None,
+        port: int = GDOI_PORT,
+    ) -> None:
         self.dialect = dialect
+        self.signing_key = signing_key
+        #: The key server's UDP port: the source port of its rekeys.
+        self.port = port
         self._groups: dict[int, _GroupState] = {}
+        #: Every KEK SPI handed out and not yet expired, over all groups: a member
+        #: tells the KEKs of its groups apart by SPI (the PUSH cookies) alone.
+        self._kek_spis: dict[bytes, float] = {}
         for group in groups:
             if group.group_id in self._groups:
                 raise ValueError(f"group-id {group.group_id} configured twice")
+            if group.kek is not None and signing_key is None:
+                raise ValueError(
+                    f"group {group.name} has server-member-communication: a signing key is needed"
+                )
             self._groups[group.group_id] = _GroupState(group)
 
-    def admit(self, group_id: int, sa: IkeSa, now: float) -> GroupOffer | PullError:
-        """Decide a GROUPKEY-PULL: the group's policy and keys, or why not."""
+    def admit(
+        self, group_id: int, sa: IkeSa, now: float, local_address: str | None = None
+    ) -> GroupOffer | PullError:
+        """Decide a GROUPKEY-PULL: the group's policy and keys, or why not.
+
+        ``local_address`` is the key server's address on that IKE SA: the source
+        of rekeys when the group configures no `server-address`.
+        """
         state = self._groups.get(group_id)
         if state is None:
             return PullError(
@@ -79,7 +138,7 @@ class GroupKeyServer:
                 f"IKE gateway {gateway} is not an ike-gateway of group {state.definition.name}",
                 NotifyType.INVALID_ID_INFORMATION,
             )
-        return self._offer(state, now)
+        return self._offer(state, sa, now, local_address)
 
     def commit(self, group_id: int, sa: IkeSa, now: float) -> MemberRecord:
         """Record a member whose HASH(3) verified (it has the policy; keys follow)."""
@@ -103,10 +162,35 @@ class GroupKeyServer:
         state = self._groups[group_id]
         return [self._tek(state, policy, now) for policy in state.definition.policies]
 
+    def current_kek(self, group_id: int, now: float) -> Kek | None:
+        """The group's KEK (a fresh one if the last expired), None without a KEK policy."""
+        return self._kek(self._groups[group_id], now)
+
+    def sequence(self, group_id: int) -> int | None:
+        """The group's current SEQ, None for a group without a KEK (it sends no SEQ)."""
+        state = self._groups[group_id]
+        return state.sequence if state.definition.kek is not None else None
+
+    def kek_status(self, now: float) -> list[KekStatus]:
+        result = []
+        for group_id, state in self._groups.items():
+            kek = self._kek(state, now)
+            if kek is not None:
+                assert self.signing_key is not None  # checked in __init__
+                key = self.signing_key
+                result.append(
+                    KekStatus(state.definition.name, group_id, kek, state.sequence,
+                              key.bits, key.fingerprint)
+                )  # fmt: skip
+        return result
+
     # -- building what a member downloads -------------------------------------------
 
-    def _offer(self, state: _GroupState, now: float) -> GroupOffer:
+    def _offer(
+        self, state: _GroupState, sa: IkeSa, now: float, local_address: str | None
+    ) -> GroupOffer:
         teks = [self._tek(state, policy, now) for policy in state.definition.policies]
+        kek = self._kek(state, now)
         v2 = self.dialect.has_gap
         sa_teks = tuple(
             SaTekPayload(
@@ -127,9 +211,37 @@ class GroupKeyServer:
                     ),
                 )
             )
-        policy = GdoiSaPayload(Doi.GDOI, 0, kek=None, gap=gap, teks=sa_teks)
-        keys = KeyDownloadPayload(tuple(tek.key_packet() for tek in teks))
-        return GroupOffer(policy, keys, sequence=None)
+        packets = tuple(tek.key_packet() for tek in teks)
+        sa_kek = None
+        if kek is not None:
+            assert self.signing_key is not None  # checked in __init__
+            sa_kek = self._sa_kek(state, kek, sa, now, local_address)
+            # The KEK packet first, as in the Cisco reference trace (gdoi-wire.md §4.5).
+            packets = (kek.key_packet(self.signing_key.public_der), *packets)
+        policy = GdoiSaPayload(Doi.GDOI, 0, kek=sa_kek, gap=gap, teks=sa_teks)
+        sequence = state.sequence if kek is not None else None
+        return GroupOffer(policy, KeyDownloadPayload(packets), sequence=sequence)
+
+    def _sa_kek(
+        self, state: _GroupState, kek: Kek, sa: IkeSa, now: float, local_address: str | None
+    ) -> SaKekPayload:
+        """The SA KEK for one member: rekeys come from the server to where it will send them.
+
+        SRC is the group's `server-address`, else the address the member reached
+        us on.  DST is the multicast group for multicast rekeys; for unicast
+        rekeys it is the member itself, at the address and port its IKE SA
+        uses (gdoi-wire.md §4.2: "the GM for unicast rekey").
+        """
+        assert self.signing_key is not None
+        definition = state.definition
+        source_address = definition.server_address or local_address or "0.0.0.0"
+        source = GdoiId.ipv4(str(source_address), self.port)
+        multicast = kek.policy.multicast_group
+        if multicast is not None:
+            destination = GdoiId.ipv4(str(multicast), self.port)
+        else:
+            destination = GdoiId.ipv4(sa.peer[0], sa.peer[1])
+        return kek.sa_kek(now, source, destination, self.signing_key.bits)
 
     def _tek(self, state: _GroupState, policy: GroupPolicySpec, now: float) -> Tek:
         """The policy's current key, replaced by a fresh one once it has expired."""
@@ -142,3 +254,18 @@ class GroupKeyServer:
             state.current[policy.name] = tek
             state.spis[tek.spi] = tek.expires_at
         return tek
+
+    def _kek(self, state: _GroupState, now: float) -> Kek | None:
+        """The group's KEK, replaced by a fresh one once it has expired."""
+        policy = state.definition.kek
+        if policy is None:
+            return None
+        for spi, expires in list(self._kek_spis.items()):
+            if expires <= now:
+                del self._kek_spis[spi]
+        kek = state.kek
+        if kek is None or kek.expires_at <= now:
+            kek = new_kek(policy, now, set(self._kek_spis))
+            state.kek = kek
+            self._kek_spis[kek.spi] = kek.expires_at
+        return kek
