@@ -241,6 +241,14 @@ def test_accepted_variants_of_optional_attributes(signing_key: SigningKey):
     assert kek is not None and kek.cipher.name == "3des-cbc" and len(kek.iv) == 8
 
 
+def test_an_absurd_lifetime_is_capped_not_a_crash(signing_key: SigningKey):
+    registration = _registration(signing_key)
+    huge = DataAttribute(KekAttribute.KEK_KEY_LIFETIME, b"\xff" * 200)
+    kept = tuple(a for a in _sak(registration).attributes if a.type != huge.type)
+    kek = group_kek("vpn1", _with_sak(registration, attributes=(*kept, huge)), 10.0)
+    assert kek is not None and kek.expires_at == 10.0 + 0xFFFFFFFF
+
+
 # -- the member core keeps the KEK per VPN ------------------------------------------------------
 
 

@@ -46,3 +46,22 @@ def test_a_tek_without_its_key_is_unusable():
     )
     with pytest.raises(UnusableTek, match="no key for SPI"):
         group_sas("vpn1", missing, 0.0)
+
+
+def test_an_absurd_tek_lifetime_is_capped_not_a_crash():
+    from dataclasses import replace
+
+    from groupvpn.wire.attributes import DataAttribute
+    from groupvpn.wire.gdoi_numbers import IpsecAttribute
+
+    registration = _registration(V1)
+    first = registration.sa.teks[0]
+    assert first.ipsec is not None
+    attributes = tuple(
+        DataAttribute(a.type, b"\x7f" * 100) if a.type == IpsecAttribute.SA_LIFE_DURATION else a
+        for a in first.ipsec.attributes
+    )
+    tek = replace(first, spec=replace(first.ipsec, attributes=attributes))
+    sa = replace(registration.sa, teks=(tek, *registration.sa.teks[1:]))
+    sas = group_sas("vpn1", replace(registration, sa=sa), 5.0)
+    assert sas[0].expires_at == 5.0 + 0xFFFFFFFF

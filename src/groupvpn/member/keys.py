@@ -44,6 +44,9 @@ _SIG_HASHES_BY_WIRE = {h.algorithm: h for h in SIG_HASHES.values()}
 #: A KEK without KEK_KEY_LIFETIME (the Cisco reference trace sends none) lives
 #: as long as the Junos default `lifetime-seconds`.
 DEFAULT_KEK_LIFETIME = 3600
+#: Life durations are variable-length on the wire; longer than 32 bits is nonsense
+#: (and would overflow the float clock), so a lifetime is capped at 2^32 - 1 seconds.
+MAX_LIFETIME = 0xFFFFFFFF
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +149,7 @@ def _group_sa(
         protocol=tek.protocol,
         cipher=cipher,
         integrity=integrity,
-        expires_at=received_at + lifetime,
+        expires_at=received_at + min(lifetime, MAX_LIFETIME),
         encryption_key=encryption_key,
         integrity_key=integrity_key,
     )
@@ -207,7 +210,8 @@ def group_kek(vpn: str, registration: Registration, received_at: float) -> Group
             f"SIG_KEY_LENGTH {declared.as_int()} does not match the "
             f"{public_key.key_size}-bit public key"
         )
-    lifetime = attributes.get(KekAttribute.KEK_KEY_LIFETIME)
+    stated = attributes.get(KekAttribute.KEK_KEY_LIFETIME)
+    lifetime = DEFAULT_KEK_LIFETIME if stated is None else min(stated.as_int(), MAX_LIFETIME)
     return GroupKek(
         vpn=vpn,
         group_id=registration.group_id,
@@ -218,7 +222,7 @@ def group_kek(vpn: str, registration: Registration, received_at: float) -> Group
         source=sak.src,
         destination=sak.dst,
         sequence=registration.sequence,
-        expires_at=received_at + (DEFAULT_KEK_LIFETIME if lifetime is None else lifetime.as_int()),
+        expires_at=received_at + lifetime,
         key=iv_and_key[cipher.block_size :],
         iv=iv_and_key[: cipher.block_size],
         public_key=public_key,
