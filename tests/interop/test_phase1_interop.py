@@ -284,5 +284,6 @@ def test_tshark_decodes_a_v2_registration(netns_pair: NetnsPair, tmp_path: Path)
     keys = read_debug_keys(keys_file)
     assert tshark.malformed_frames(pcap, ports=(848,), keys=keys) == []
     pull = [f for f in tshark.payload_types(pcap, (848,), keys) if f[1] == 32]
-    # HASH(1) Ni ID / HASH(2) Nr SA / HASH(3) / HASH(4) KD, all decrypted.
-    assert [types[:3] for _, _, _, types in pull] == [[8, 10, 5], [8, 10, 1], [8], [8, 17]]
+    # HASH(1) Ni ID / HASH(2) Nr SA / HASH(3) / HASH(4) SEQ KD, all decrypted (the spec's
+    # group has server-member-communication, so the registration carries a KEK and SEQ).
+    assert [types[:3] for _, _, _, types in pull] == [[8, 10, 5], [8, 10, 1], [8], [8, 18, 17]]
