@@ -76,6 +76,13 @@ def server_config(members: int, group: int) -> str:
         "set security group-vpn server group g1 group-id 1",
         f"set security group-vpn server group g1 server-address {SERVER_ADDRESS}",
         "set security group-vpn server group g1 ipsec-sa sa1 proposal gp",
+        # Unicast rekeys, as most deployments: every registration carries the KEK,
+        # the server's RSA public key and SEQ.
+        "set security group-vpn server group g1 server-member-communication "
+        "communication-type unicast",
+        "set security group-vpn server group g1 server-member-communication "
+        "encryption-algorithm aes-128-cbc",
+        "set security group-vpn server group g1 server-member-communication sig-hash-algorithm sha1",
     ]
     for direction, (source, destination) in {
         "p1": ("10.1.0.0/16", "10.2.0.0/16"),

@@ -115,6 +115,29 @@ def test_teks_stay_until_they_expire_then_fresh_keys_and_spis_follow():
     )
 
 
+def test_a_burst_of_registrations_shares_the_tek_payloads_until_the_lifetime_ticks():
+    server = GroupKeyServer([SPEC_GROUP], V1)
+    server.current_teks(1, 0.0)  # keys made at 0: 3600 s to live
+    first, same_second = _offer(server, now=10.2), _offer(server, now=10.9)
+    # Built once: the very same payload objects, so nothing is re-encoded per member.
+    assert same_second.sa.teks is first.sa.teks
+    assert same_second.key_download.packets is first.key_download.packets
+    next_second = _offer(server, now=11.5)
+    assert next_second.sa.teks is not first.sa.teks
+
+    def remaining(offer: GroupOffer) -> int:
+        tek = offer.sa.teks[0].ipsec
+        assert tek is not None
+        return {a.type: a.as_int() for a in tek.attributes}[IpsecAttribute.SA_LIFE_DURATION]
+
+    assert (remaining(first), remaining(next_second)) == (3589, 3589 - 1)
+    # A new key is never hidden behind the cache.
+    renewed = _offer(server, now=3600.0)
+    assert [p.spi for p in renewed.key_download.packets] != [
+        p.spi for p in first.key_download.packets
+    ]
+
+
 def test_members_are_recorded_only_on_commit_and_listed_per_group():
     other = GroupDefinition(
         "g2", 2, frozenset({"gw-member1"}), (_policy("q", "10.9.0.0/16", "10.8.0.0/16"),)

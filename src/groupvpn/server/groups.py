@@ -30,6 +30,7 @@ from groupvpn.wire.gdoi import (
     GdoiId,
     GdoiSaPayload,
     KeyDownloadPayload,
+    KeyPacket,
     SaKekPayload,
     SaTekPayload,
 )
@@ -78,6 +79,10 @@ class _GroupState:
     #: The rekey sequence number: 0 until the first GROUPKEY-PUSH, which sends 1
     #: (gdoi-wire.md §4.6).  Registrations carry the current value as the baseline.
     sequence: int = 0
+    #: The SA TEKs and TEK key packets last offered, with what they were built from
+    #: (the TEKs' SPIs and remaining seconds).  A burst of registrations gets the
+    #: same octets, so they are built once per second rather than once per member.
+    offered_teks: tuple[object, tuple[SaTekPayload, ...], tuple[KeyPacket, ...]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,17 +194,9 @@ class GroupKeyServer:
     def _offer(
         self, state: _GroupState, sa: IkeSa, now: float, local_address: str | None
     ) -> GroupOffer:
-        teks = [self._tek(state, policy, now) for policy in state.definition.policies]
+        sa_teks, packets = self._tek_payloads(state, now)
         kek = self._kek(state, now)
         v2 = self.dialect.has_gap
-        sa_teks = tuple(
-            SaTekPayload(
-                TekProtocol.IPSEC_ESP,
-                tek.sa_tek(now, address_preservation=v2),
-                id_length_octets=self.dialect.sat_id_length_octets,
-            )
-            for tek in teks
-        )
         gap = None
         if v2:
             # RFC 6407 tells members the activation delay in the GAP payload.
@@ -211,7 +208,6 @@ class GroupKeyServer:
                     ),
                 )
             )
-        packets = tuple(tek.key_packet() for tek in teks)
         sa_kek = None
         if kek is not None:
             assert self.signing_key is not None  # checked in __init__
@@ -221,6 +217,27 @@ class GroupKeyServer:
         policy = GdoiSaPayload(Doi.GDOI, 0, kek=sa_kek, gap=gap, teks=sa_teks)
         sequence = state.sequence if kek is not None else None
         return GroupOffer(policy, KeyDownloadPayload(packets), sequence=sequence)
+
+    def _tek_payloads(
+        self, state: _GroupState, now: float
+    ) -> tuple[tuple[SaTekPayload, ...], tuple[KeyPacket, ...]]:
+        teks = [self._tek(state, policy, now) for policy in state.definition.policies]
+        built_from = tuple((tek.spi, tek.remaining(now)) for tek in teks)
+        cached = state.offered_teks
+        if cached is not None and cached[0] == built_from:
+            return cached[1], cached[2]
+        v2 = self.dialect.has_gap
+        sa_teks = tuple(
+            SaTekPayload(
+                TekProtocol.IPSEC_ESP,
+                tek.sa_tek(now, address_preservation=v2),
+                id_length_octets=self.dialect.sat_id_length_octets,
+            )
+            for tek in teks
+        )
+        packets = tuple(tek.key_packet() for tek in teks)
+        state.offered_teks = (built_from, sa_teks, packets)
+        return sa_teks, packets
 
     def _sa_kek(
         self, state: _GroupState, kek: Kek, sa: IkeSa, now: float, local_address: str | None
