@@ -82,7 +82,8 @@ def server_config(members: int, group: int) -> str:
         "communication-type unicast",
         "set security group-vpn server group g1 server-member-communication "
         "encryption-algorithm aes-128-cbc",
-        "set security group-vpn server group g1 server-member-communication sig-hash-algorithm sha1",
+        "set security group-vpn server group g1 server-member-communication "
+        "sig-hash-algorithm sha1",
     ]
     for direction, (source, destination) in {
         "p1": ("10.1.0.0/16", "10.2.0.0/16"),
