@@ -133,7 +133,8 @@ class KeyServer:
         self.control = workdir / "server.sock"
         self.log = (workdir / "server.log").open("w")
         command = [sys.executable, "-m", "groupvpn", "server", "-c", str(self.config),
-                   "--port", str(port), "--control", str(self.control)]  # fmt: skip
+                   "--port", str(port), "--control", str(self.control),
+                   "--state-dir", str(workdir / "state")]  # fmt: skip
         self.process = subprocess.Popen(
             command, stdout=self.log, stderr=subprocess.STDOUT,
             preexec_fn=lambda: os.sched_setaffinity(0, {cpu}),

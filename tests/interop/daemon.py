@@ -61,6 +61,9 @@ def groupvpn_argv(
         sys.executable, "-m", "groupvpn", role, "-c", str(conf), "--port", str(port),
         "--control", str(control),
     ]  # fmt: skip
+    if role == "server" and "--state-dir" not in extra:
+        # Likewise a state directory of its own, never /var/lib/groupvpn.
+        argv += ["--state-dir", str(Path(conf).with_suffix(".state"))]
     if debug_keys is not None:
         argv += ["--debug-keys", str(debug_keys)]
     return [*argv, *extra]

@@ -175,7 +175,9 @@ def test_the_member_holds_the_servers_kek_and_seq(kek_network: dict[str, Any]):
     log = daemons["member"].log_text()
     assert "registered: vpn=gvpn1 group-id=1 teks=1 kek=yes" in log
     assert "registered: vpn=gvpn2 group-id=2 teks=1 kek=no" in log
-    assert "rekey signing key generated: rsa-2048 sha256:" in daemons["server"].log_text()
+    assert "rekey signing key generated and stored: rsa-2048 sha256:" in (
+        daemons["server"].log_text()
+    )
     for daemon in daemons.values():
         assert "Traceback" not in daemon.log_text() and PSK not in daemon.log_text()
         assert "PRIVATE KEY" not in daemon.log_text()
@@ -197,3 +199,46 @@ def test_clear_kek_drops_it_and_registration_brings_back_the_groups_kek(
         sa["spi"] for sa in before["security-associations"]
     ]
     assert "group SAs cleared by operator" in member.log_text()[offset:]
+
+
+def test_a_restarted_server_signs_with_the_same_key_from_its_state_directory(
+    kek_network: dict[str, Any], tmp_path: Path
+):
+    daemons = kek_network["daemons"]
+    before = _show(kek_network["server"], "server", "kek", "security-associations")
+    state = tmp_path / "server.state"  # groupvpn_argv's --state-dir for server.conf
+    key_file = state / "signing-key.pem"
+    assert state.stat().st_mode & 0o777 == 0o700
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    daemons["server"].stop()
+    restarted = DaemonProcess(daemons["server"].argv, tmp_path / "server-2.log", name="server")
+    daemons["server"] = restarted.start()
+    restarted.wait_for_line("key server running", timeout=20)
+    after = _show(kek_network["server"], "server", "kek", "security-associations")
+    fingerprints = {sa["signing-key-fingerprint"] for sa in before["security-associations"]}
+    assert len(fingerprints) == 1
+    assert {sa["signing-key-fingerprint"] for sa in after["security-associations"]} == (
+        fingerprints
+    )
+    assert "rekey signing key loaded: rsa-2048" in restarted.log_text()
+    assert "PRIVATE KEY" not in restarted.log_text()
+
+
+def test_an_unusable_signing_key_stops_the_server_with_a_way_out(tmp_path: Path):
+    conf = tmp_path / "server.conf"
+    conf.write_text(SERVER_CONFIG)
+    state = tmp_path / "server.state"
+    state.mkdir(mode=0o700)
+    key_file = state / "signing-key.pem"
+    key_file.write_bytes(b"-----BEGIN PRIVATE KEY-----\ngarbage\n-----END PRIVATE KEY-----\n")
+    key_file.chmod(0o600)
+    result = subprocess.run(
+        groupvpn_argv("server", conf, port=_free_port()),
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode == 1
+    assert "is not a usable RSA private key" in output and "move it away" in output
+    assert "Traceback" not in output
+    # Nothing was replaced: a fresh key would split the group.
+    assert b"garbage" in key_file.read_bytes()

@@ -23,6 +23,7 @@ from groupvpn.runtime.binding import (
 )
 from groupvpn.runtime.member_daemon import run_member
 from groupvpn.runtime.server_daemon import run_server
+from groupvpn.runtime.state import DEFAULT_SERVER_STATE_DIR
 from groupvpn.wire.dialect import DIALECTS
 
 
@@ -102,12 +103,16 @@ def _options(**options: Any) -> DaemonOptions:
 
 @click.command()
 @_with_common_options
-def server(config_path: str, verbose: bool, **options: Any) -> None:
+@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path),
+              default=DEFAULT_SERVER_STATE_DIR, show_default=True,
+              help="Where the server keeps what must survive a restart (the rekey signing "
+                   "key); mode 0700, files 0600.")  # fmt: skip
+def server(config_path: str, verbose: bool, state_dir: Path, **options: Any) -> None:
     """Run the group key server: IKE phase 1 and GROUPKEY-PULL registration."""
     _setup_logging("server", verbose)
     config = _load(config_path)
     gateways = _gateways("server", config.server)
-    _run(run_server(gateways, group_definitions(config), _options(**options)))
+    _run(run_server(gateways, group_definitions(config), _options(**options), state_dir))
 
 
 @click.command()

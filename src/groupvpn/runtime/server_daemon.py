@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from groupvpn.config.model import IkeGateway
 from groupvpn.runtime import views
 from groupvpn.runtime.base import Daemon, DaemonOptions, StartupError, group_by_local_address
 from groupvpn.runtime.control import DEFAULT_SERVER_SOCKET
+from groupvpn.runtime.state import SIGNING_KEY_FILE, StateDirectory, StateError
 from groupvpn.server.core import KeyServerCore
 from groupvpn.server.groups import GroupDefinition, GroupKeyServer
 from groupvpn.server.signing import SigningKey
@@ -24,7 +26,10 @@ log = logging.getLogger("groupvpn")
 
 
 async def run_server(
-    gateways: Sequence[IkeGateway], groups: Sequence[GroupDefinition], options: DaemonOptions
+    gateways: Sequence[IkeGateway],
+    groups: Sequence[GroupDefinition],
+    options: DaemonOptions,
+    state_dir: Path,
 ) -> int:
     """Serve until told to stop; 0 on a clean stop."""
     missing = [g.name for g in gateways if g.local_address is None]
@@ -37,10 +42,7 @@ async def run_server(
     daemon.open_debug_keys()
     signing_key = None
     if any(group.kek is not None for group in groups):
-        # In memory for now: members must register again after a restart.
-        signing_key = SigningKey.generate()
-        log.info("rekey signing key generated: rsa-%d %s", signing_key.bits,
-                 signing_key.fingerprint)  # fmt: skip
+        signing_key = _load_signing_key(state_dir)
     key_server = GroupKeyServer(groups, options.dialect, signing_key=signing_key, port=options.port)
     for local, local_gateways in group_by_local_address(gateways).items():
         core = KeyServerCore(daemon.new_endpoint(local, local_gateways), key_server)
@@ -77,3 +79,17 @@ async def run_server(
     await daemon.stop.wait()
     await daemon.shutdown()
     return 0
+
+
+def _load_signing_key(state_dir: Path) -> SigningKey:
+    """The key members verify rekeys with: the same one across restarts."""
+    state = StateDirectory(state_dir)
+    try:
+        state.prepare()
+        key, generated = state.signing_key()
+    except StateError as exc:
+        raise StartupError(str(exc)) from exc
+    verb = "generated and stored" if generated else "loaded"
+    log.info("rekey signing key %s: rsa-%d %s (%s)", verb, key.bits, key.fingerprint,
+             state_dir / SIGNING_KEY_FILE)  # fmt: skip
+    return key
