@@ -8,70 +8,18 @@ show commands.
 
 from __future__ import annotations
 
-import json
-import re
 import socket
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.interop.daemon import DaemonProcess, groupvpn_argv
-
-SPEC = Path(__file__).resolve().parent.parent / "configs" / "spec"
-ADDRESSES = {"20.0.0.1": "127.0.0.20", "198.51.100.1": "127.0.0.11", "203.0.113.1": "127.0.0.12"}
-
-
-def _loopback_config(name: str, target: Path) -> Path:
-    text = (SPEC / name).read_text()
-    for spec_address, loopback in ADDRESSES.items():
-        text = re.sub(rf"\b{re.escape(spec_address)}\b", loopback, text)
-    target.write_text(text)
-    return target
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.20", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def _show(control: Path, *words: str) -> Any:
-    result = subprocess.run(
-        [sys.executable, "-m", "groupvpn", "show", *words, "--control", str(control), "--json"],
-        capture_output=True, text=True, timeout=30, check=False,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
-
-
-@pytest.fixture
-def spec_network(tmp_path: Path):
-    port = _free_port()
-    daemons: dict[str, DaemonProcess] = {}
-    try:
-        for name in ("server", "member1", "member2"):
-            conf = _loopback_config(f"{name}.conf", tmp_path / f"{name}.conf")
-            role = "server" if name == "server" else "member"
-            daemon = DaemonProcess(
-                groupvpn_argv(role, conf, port=port), tmp_path / f"{name}.log", name=name
-            ).start()
-            daemons[name] = daemon
-            ready = "key server running" if role == "server" else "member running"
-            daemon.wait_for_line(ready, timeout=20)
-        for name in ("member1", "member2"):
-            daemons[name].wait_for_line(r"group SAs installed: vpn=gvpn1", timeout=30)
-        yield {name: tmp_path / f"{name}.sock" for name in daemons}, daemons
-    finally:
-        for daemon in daemons.values():
-            daemon.stop()
+from tests.system.spec_network import free_port, loopback_config, show_json
 
 
 def _dynamic(control: Path) -> dict[tuple[str, str, str, str], dict[str, Any]]:
-    view = _show(control, "security", "dynamic-policies")
+    view = show_json(control, "security", "dynamic-policies")
     return {
         (p["source"], p["destination"], p["from-zone"], p["to-zone"]): p
         for p in view["dynamic-policies"]
@@ -80,7 +28,7 @@ def _dynamic(control: Path) -> dict[tuple[str, str, str, str], dict[str, Any]]:
 
 def test_the_spec_example_registers_and_installs_what_the_spec_says(spec_network):
     sockets, daemons = spec_network
-    members = _show(sockets["server"], "security", "group-vpn", "server", "registered-members")
+    members = show_json(sockets["server"], "security", "group-vpn", "server", "registered-members")
     [group] = members["groups"]
     assert (group["group"], group["group-id"]) == ("g1", 1)
     assert sorted((m["address"], m["gateway"]) for m in group["members"]) == [
@@ -100,14 +48,14 @@ def test_the_spec_example_registers_and_installs_what_the_spec_says(spec_network
     assert not p2["installed"] and p2["reason"] == "shadowed by policy deny2"
 
     # Both members hold exactly the keys of p1 and p2; p3's key was discarded.
-    server_sas = _show(sockets["server"], "security", "group-vpn", "server", "ipsec",
+    server_sas = show_json(sockets["server"], "security", "group-vpn", "server", "ipsec",
                        "security-associations")["groups"][0]["security-associations"]  # fmt: skip
     spi_of = {sa["policy"]: sa["spi"] for sa in server_sas}
     for name in ("member1", "member2"):
-        installed = _show(sockets[name], "security", "group-vpn", "member", "ipsec",
+        installed = show_json(sockets[name], "security", "group-vpn", "member", "ipsec",
                           "security-associations")["security-associations"]  # fmt: skip
         assert sorted(sa["spi"] for sa in installed) == sorted([spi_of["p1"], spi_of["p2"]])
-        ike = _show(sockets[name], "security", "group-vpn", "member", "ike",
+        ike = show_json(sockets[name], "security", "group-vpn", "member", "ike",
                     "security-associations")  # fmt: skip
         [registration] = ike["registrations"]
         assert registration["state"] == "registered" and registration["group-id"] == 1
@@ -133,7 +81,7 @@ def test_clear_makes_a_member_register_again(spec_network):
 def _start(tmp_path: Path, port: int, extra: dict[str, str]) -> dict[str, DaemonProcess]:
     daemons: dict[str, DaemonProcess] = {}
     for name in ("server", "member1", "member2"):
-        conf = _loopback_config(f"{name}.conf", tmp_path / f"{name}.conf")
+        conf = loopback_config(f"{name}.conf", tmp_path / f"{name}.conf")
         conf.write_text(conf.read_text() + extra.get(name, ""))
         role = "server" if name == "server" else "member"
         daemon = DaemonProcess(
@@ -167,7 +115,7 @@ def test_two_groups_one_member_in_both_and_refusals_leave_no_record(tmp_path: Pa
         "set security group-vpn member ipsec vpn gvpn99 group 99\n"
     )
     daemons = _start(
-        tmp_path, _free_port(),
+        tmp_path, free_port(),
         {"server": server_g2, "member1": member1_vpn2, "member2": member2_bad},
     )  # fmt: skip
     try:
@@ -177,11 +125,11 @@ def test_two_groups_one_member_in_both_and_refusals_leave_no_record(tmp_path: Pa
             r"IKE gateway gw-member2 is not an ike-gateway of group g2", timeout=30
         )
         sockets = {name: tmp_path / f"{name}.sock" for name in daemons}
-        view = _show(sockets["server"], "security", "group-vpn", "server", "registered-members")
+        view = show_json(sockets["server"], "security", "group-vpn", "server", "registered-members")
         members = {g["group"]: sorted(m["address"] for m in g["members"]) for g in view["groups"]}
         assert members["g2"] == ["127.0.0.11"]
         assert "127.0.0.12" not in members["g2"]
-        ike = _show(sockets["member2"], "security", "group-vpn", "member", "ike",
+        ike = show_json(sockets["member2"], "security", "group-vpn", "member", "ike",
                     "security-associations")  # fmt: skip
         state = {r["vpn"]: r for r in ike["registrations"]}
         for vpn in ("gvpn2", "gvpn99"):
@@ -189,7 +137,7 @@ def test_two_groups_one_member_in_both_and_refusals_leave_no_record(tmp_path: Pa
             assert state[vpn]["failures"] >= 1
             assert state[vpn]["last-error"] == "key server refused: INVALID-ID-INFORMATION"
         assert state["gvpn1"]["state"] == "registered"
-        installed = _show(sockets["member2"], "security", "group-vpn", "member", "ipsec",
+        installed = show_json(sockets["member2"], "security", "group-vpn", "member", "ipsec",
                           "security-associations")["security-associations"]  # fmt: skip
         assert {sa["vpn"] for sa in installed} == {"gvpn1"}  # no key from a refused group
     finally:
@@ -209,8 +157,8 @@ def test_a_tampered_hash_over_udp_is_refused_and_leaves_no_record(tmp_path: Path
     from groupvpn.wire.payloads import NoncePayload
     from tests.ikepair import peer, proposal
 
-    port = _free_port()
-    conf = _loopback_config("server.conf", tmp_path / "server.conf")
+    port = free_port()
+    conf = loopback_config("server.conf", tmp_path / "server.conf")
     server = DaemonProcess(groupvpn_argv("server", conf, port=port), tmp_path / "server.log")
     server.start()
     try:
@@ -250,7 +198,7 @@ def test_a_tampered_hash_over_udp_is_refused_and_leaves_no_record(tmp_path: Path
         refused = server.wait_for_line(r"registration refused: .*HASH\(1\) does not verify", 10)
         assert "notify=INVALID-HASH-INFORMATION" in refused.string
         assert any(isinstance(e, NotifyReceived) and e.protected for e in events)
-        view = _show(tmp_path / "server.sock", "security", "group-vpn", "server",
+        view = show_json(tmp_path / "server.sock", "security", "group-vpn", "server",
                      "registered-members")  # fmt: skip
         assert view["groups"][0]["members"] == []
         assert "Traceback" not in server.log_text()

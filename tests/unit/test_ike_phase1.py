@@ -291,6 +291,27 @@ def test_unknown_peer_and_garbage_are_dropped_without_state():
     assert pair.responder.datagrams_to_send() == []
 
 
+def test_reloaded_peers_apply_to_new_negotiations_only():
+    pair = make_pair()
+    pair.initiator.initiate("gw", 0.0)
+    pair.transfer()
+    assert len(pair.responder.established()) == 1
+    # The reload removes the gateway: the SA stands, a new negotiation is refused.
+    pair.responder.set_peers([])
+    assert len(pair.responder.established()) == 1
+    pair.initiator.initiate("gw", 1.0)
+    [(mm1, _)] = pair.initiator.datagrams_to_send()
+    pair.responder.receive_datagram(mm1, (INITIATOR_IP, 848), 1.0)
+    pair.collect()
+    drops = [e.reason for e in pair.events_r if isinstance(e, PacketDropped)]
+    assert drops == [f"no IKE gateway configured for {INITIATOR_IP}"]
+    # Put back, the gateway negotiates again.
+    pair.responder.set_peers([peer(INITIATOR_IP)])
+    pair.responder.receive_datagram(mm1, (INITIATOR_IP, 848), 2.0)
+    pair.transfer()
+    assert len(pair.responder.established()) == 2
+
+
 def test_shutdown_deletes_established_sas():
     pair = make_pair()
     pair.initiator.initiate("gw", 0.0)

@@ -17,12 +17,12 @@ from groupvpn.runtime import loop as event_loop
 from groupvpn.runtime.base import DEFAULT_PORT, DaemonOptions, StartupError
 from groupvpn.runtime.binding import (
     PHASE1_DOIS,
-    group_definitions,
     group_vpns,
     security_policies,
 )
 from groupvpn.runtime.member_daemon import run_member
 from groupvpn.runtime.server_daemon import run_server
+from groupvpn.runtime.server_setup import SetupError, load_server_setup
 from groupvpn.runtime.state import DEFAULT_SERVER_STATE_DIR
 from groupvpn.wire.dialect import DIALECTS
 
@@ -110,9 +110,12 @@ def _options(**options: Any) -> DaemonOptions:
 def server(config_path: str, verbose: bool, state_dir: Path, **options: Any) -> None:
     """Run the group key server: IKE phase 1 and GROUPKEY-PULL registration."""
     _setup_logging("server", verbose)
-    config = _load(config_path)
-    gateways = _gateways("server", config.server)
-    _run(run_server(gateways, group_definitions(config), _options(**options), state_dir))
+    try:
+        setup = load_server_setup(config_path)
+    except SetupError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(1)
+    _run(run_server(Path(config_path), setup, _options(**options), state_dir))
 
 
 @click.command()

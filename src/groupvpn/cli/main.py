@@ -7,6 +7,7 @@ import click
 from groupvpn import __version__
 from groupvpn.cli.check import check
 from groupvpn.cli.daemons import member, server
+from groupvpn.cli.reload import reload
 from groupvpn.cli.show import clear, show
 
 
@@ -16,7 +17,7 @@ def cli() -> None:
     """Group VPN key server and group member (GDOI over IKEv1, Junos-style configuration)."""
 
 
-for command in (check, server, member, show, clear):
+for command in (check, server, member, show, clear, reload):
     cli.add_command(command)
 
 

@@ -92,10 +92,7 @@ class IkeEndpoint:
         self._message_budget = retransmit_interval * (2 ** (retransmit_limit + 1))
         self._peers_by_name: dict[str, Phase1Peer] = {}
         self._peers_by_address: dict[IPv4Address, Phase1Peer] = {}
-        for peer in peers:
-            self._peers_by_name[peer.gateway] = peer
-            for address in peer.addresses:
-                self._peers_by_address.setdefault(address, peer)
+        self.set_peers(peers)
         self._table = SaTable()
         #: Each SA's next deadline; every change of one of its timers reschedules it.
         self._timers: DeadlineHeap[IkeSa] = DeadlineHeap()
@@ -103,6 +100,20 @@ class IkeEndpoint:
         self._exchange_handlers: dict[int, ExchangeHandler] = {}
         self._outbox: list[tuple[bytes, Address]] = []
         self._events: deque[IkeEvent] = deque()
+
+    def set_peers(self, peers: Iterable[Phase1Peer]) -> None:
+        """The configured gateways (again, after a reload).
+
+        New negotiations use the new list; SAs already up keep the policy they
+        were negotiated under until they end.
+        """
+        by_name: dict[str, Phase1Peer] = {}
+        by_address: dict[IPv4Address, Phase1Peer] = {}
+        for peer in peers:
+            by_name[peer.gateway] = peer
+            for address in peer.addresses:
+                by_address.setdefault(address, peer)
+        self._peers_by_name, self._peers_by_address = by_name, by_address
 
     # -- the sans-IO interface ---------------------------------------------------
 

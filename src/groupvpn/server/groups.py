@@ -14,12 +14,13 @@ packet first in the KD, and the current SEQ (gdoi-wire.md §4.1, §4.5, §5.1).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address
 
 from groupvpn.gdoi.pull import GroupOffer, PullError
 from groupvpn.ike.sa import IkeSa
 from groupvpn.server.kek import Kek, KekPolicy, new_kek
+from groupvpn.server.reconfigure import GroupChange, diff_groups
 from groupvpn.server.signing import SigningKey
 from groupvpn.server.tek import GroupPolicySpec, Tek, new_tek
 from groupvpn.wire.attributes import DataAttribute
@@ -151,6 +152,51 @@ class GroupKeyServer:
         record = MemberRecord(state.definition.name, group_id, sa.peer[0], sa.policy.gateway, now)
         state.members[record.address] = record
         return record
+
+    def reconfigure(self, groups: Iterable[GroupDefinition]) -> list[GroupChange]:
+        """Run the groups of a reloaded configuration; say what changed.
+
+        Checked whole before anything changes, so a refused reload leaves the
+        server exactly as it was.  Unchanged groups keep everything.  A changed
+        group keeps the keys of its unchanged policies and its KEK and SEQ (a
+        rekey must still reach the members under the KEK they hold); members
+        whose IKE gateway left the group are removed.
+        """
+        wanted: dict[int, GroupDefinition] = {}
+        for group in groups:
+            if group.group_id in wanted:
+                raise ValueError(f"group-id {group.group_id} configured twice")
+            if group.kek is not None and self.signing_key is None:
+                raise ValueError(
+                    f"group {group.name} has server-member-communication: a signing key is needed"
+                )
+            wanted[group.group_id] = group
+        running = {group_id: state.definition for group_id, state in self._groups.items()}
+        changes = diff_groups(running, wanted)
+        for change in changes:
+            if change.kind == "removed":
+                del self._groups[change.group_id]
+            elif change.kind == "added":
+                self._groups[change.group_id] = _GroupState(wanted[change.group_id])
+            else:
+                self._redefine(self._groups[change.group_id], wanted[change.group_id])
+        return changes
+
+    def _redefine(self, state: _GroupState, new: GroupDefinition) -> None:
+        kept = {policy.name for policy in new.policies if policy in state.definition.policies}
+        state.current = {name: tek for name, tek in state.current.items() if name in kept}
+        state.members = {
+            address: record
+            for address, record in state.members.items()
+            if record.gateway in new.gateways
+        }
+        if new.name != state.definition.name:
+            state.members = {
+                address: replace(record, group=new.name)
+                for address, record in state.members.items()
+            }
+        state.offered_teks = None
+        state.definition = new
 
     def definitions(self) -> list[GroupDefinition]:
         return [state.definition for state in self._groups.values()]

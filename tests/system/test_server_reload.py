@@ -1,0 +1,99 @@
+"""Reloading the running key server's configuration (`groupvpn reload`, SIGHUP).
+
+On the spec's example network: a bad configuration is refused with the reason and the
+server goes on with the old one; a good one changes the groups, and a member that
+registers again gets the new group policy.  (Pushing the change as a rekey is the
+next step of issue 4; until then members see it at their next registration.)
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.interop.daemon import DaemonProcess
+from tests.system.spec_network import show_json
+
+P4 = [
+    f"set security group-vpn server group g1 ipsec-sa group-sa match-policy p4 {line}"
+    for line in ("source 10.1.0.0/16", "destination 10.9.0.0/16", "source-port 0",
+                 "destination-port 0", "protocol 0")
+]  # fmt: skip
+
+
+def _reload(control: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "groupvpn", "reload", "--control", str(control)],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+
+
+def _server_policies(control: Path) -> list[str]:
+    view = show_json(control, "security", "group-vpn", "server", "ipsec", "security-associations")
+    return sorted(sa["policy"] for sa in view["groups"][0]["security-associations"])
+
+
+def test_a_bad_configuration_is_refused_and_the_old_one_keeps_running(
+    spec_network: tuple[dict[str, Path], dict[str, DaemonProcess]], tmp_path: Path
+):
+    sockets, daemons = spec_network
+    conf = tmp_path / "server.conf"
+    good = conf.read_text()
+    conf.write_text(good + "set security group-vpn server group g1 ipsec-sa group-sa bogus 1\n")
+    result = _reload(sockets["server"])
+    assert result.returncode == 1
+    assert "bogus" in result.stderr and "still running the previous one" in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert _server_policies(sockets["server"]) == ["p1", "p2", "p3"]
+    # A SIGHUP with the same bad file is logged and changes nothing either.
+    server = daemons["server"]
+    offset = server.log_offset()
+    server.send_signal(signal.SIGHUP)
+    server.wait_for_line("configuration not reloaded", timeout=10, since=offset)
+    assert server.is_alive()
+    # Members still register: clear member1 and watch it come back.
+    member = daemons["member1"]
+    offset = member.log_offset()
+    subprocess.run(
+        [sys.executable, "-m", "groupvpn", "clear", "security", "group-vpn", "member", "ipsec",
+         "security-associations", "--control", str(sockets["member1"])],
+        check=True, timeout=30,
+    )  # fmt: skip
+    member.wait_for_line(r"group SAs installed: vpn=gvpn1", timeout=30, since=offset)
+
+
+def test_a_new_group_policy_reaches_members_that_register_again(
+    spec_network: tuple[dict[str, Path], dict[str, DaemonProcess]], tmp_path: Path
+):
+    sockets, daemons = spec_network
+    conf = tmp_path / "server.conf"
+    conf.write_text(conf.read_text() + "\n".join(P4) + "\n")
+    result = _reload(sockets["server"])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "configuration reloaded",
+        "  group g1 (group-id 1): changed: policy p4 added",
+    ]
+    assert _server_policies(sockets["server"]) == ["p1", "p2", "p3", "p4"]
+    assert "group g1 (group-id 1) changed: policy p4 added" in daemons["server"].log_text()
+
+    # member1's scope (10.0.0.0/8 both ways) admits p4 once it registers again.
+    member = daemons["member1"]
+    offset = member.log_offset()
+    subprocess.run(
+        [sys.executable, "-m", "groupvpn", "clear", "security", "group-vpn", "member", "ipsec",
+         "security-associations", "--control", str(sockets["member1"])],
+        check=True, timeout=30,
+    )  # fmt: skip
+    member.wait_for_line(r"group SAs installed: vpn=gvpn1 installed=3", timeout=30, since=offset)
+    view = show_json(sockets["member1"], "security", "dynamic-policies")
+    installed = {
+        (p["source"], p["destination"]) for p in view["dynamic-policies"] if p["installed"]
+    }
+    assert ("10.1.0.0/16", "10.9.0.0/16") in installed
+
+    # Reloading the same file again changes nothing.
+    again = _reload(sockets["server"])
+    assert again.stdout.strip() == "configuration reloaded; no group changed"
