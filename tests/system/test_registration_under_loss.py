@@ -1,0 +1,90 @@
+"""Registration through a path that loses 30% of the datagrams both ways.
+
+The spec's example (key server, member1, member2; tests/configs/spec/ on loopback) in
+a namespace whose loopback drops datagrams at random (tests/system/lossy_network.py).
+Retransmissions and the members' backoff must bring both members in with the
+server's keys and KEK, and the server's membership list must hold each member once.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.interop.daemon import DaemonProcess, groupvpn_argv
+from tests.system.lossy_network import dropped_datagrams, lossy_namespace
+from tests.system.spec_network import loopback_config, show_json
+
+PORT = 848
+MEMBERS = {"member1": "127.0.0.11", "member2": "127.0.0.12"}
+
+
+@pytest.mark.timeout(240)
+def test_every_member_registers_through_30_percent_loss(tmp_path: Path):
+    with lossy_namespace(PORT, loss_percent=30) as ns:
+        fast = ("--retransmit-interval", "0.5", "--retransmit-limit", "6")
+        daemons: dict[str, DaemonProcess] = {}
+        try:
+            for name in ("server", *MEMBERS):
+                conf = loopback_config(f"{name}.conf", tmp_path / f"{name}.conf")
+                role = "server" if name == "server" else "member"
+                argv = groupvpn_argv(role, conf, port=PORT, extra=fast)
+                daemon = DaemonProcess(argv, tmp_path / f"{name}.log", netns=ns, name=name)
+                daemons[name] = daemon.start()
+                daemon.wait_for_line(
+                    "key server running" if role == "server" else "member running", timeout=20
+                )
+            for name in MEMBERS:
+                _wait_registered(tmp_path / f"{name}.sock")
+            assert sorted(_registered(tmp_path)) == sorted(MEMBERS.values())
+
+            # Each member holds exactly the server's keys for p1 and p2, and its KEK.
+            server_sas = show_json(tmp_path / "server.sock", "security", "group-vpn", "server",
+                                   "ipsec", "security-associations")  # fmt: skip
+            spi_of = {sa["policy"]: sa["spi"] for sa in
+                      server_sas["groups"][0]["security-associations"]}  # fmt: skip
+            server_kek = show_json(tmp_path / "server.sock", "security", "group-vpn", "server",
+                                   "kek", "security-associations")  # fmt: skip
+            for name in MEMBERS:
+                sock = tmp_path / f"{name}.sock"
+                ipsec = show_json(sock, "security", "group-vpn", "member", "ipsec",
+                                  "security-associations")  # fmt: skip
+                assert sorted(sa["spi"] for sa in ipsec["security-associations"]) == sorted(
+                    [spi_of["p1"], spi_of["p2"]]
+                )
+                kek = show_json(sock, "security", "group-vpn", "member", "kek",
+                                "security-associations")  # fmt: skip
+                assert (
+                    kek["security-associations"][0]["spi"]
+                    == (server_kek["security-associations"][0]["spi"])
+                )
+            # The path really was lossy, and nobody crashed or logged a secret.
+            assert dropped_datagrams(ns) > 0
+            for daemon in daemons.values():
+                assert daemon.is_alive(), daemon.log_text()[-2000:]
+                assert "Traceback" not in daemon.log_text()
+                assert "$ecret-Key 1" not in daemon.log_text()
+        finally:
+            for daemon in daemons.values():
+                daemon.stop()
+
+
+def _registered(tmp_path: Path) -> list[str]:
+    view: dict[str, Any] = show_json(tmp_path / "server.sock", "security", "group-vpn", "server",
+                                     "registered-members")  # fmt: skip
+    addresses = [m["address"] for group in view["groups"] for m in group["members"]]
+    assert len(addresses) == len(set(addresses)), "a member is listed twice"
+    return addresses
+
+
+def _wait_registered(sock: Path, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ike = show_json(sock, "security", "group-vpn", "member", "ike", "security-associations")
+        if all(r["state"] == "registered" for r in ike["registrations"]):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"member at {sock} did not finish registering")
