@@ -1,11 +1,9 @@
-"""PUSH signatures: PKCS#1 v1.5 type 1 with and without DigestInfo, and our raw RSA operation.
+"""PUSH signatures: PKCS#1 v1.5 type 1 with and without DigestInfo.
 
 Known answers: RFC 8017 §9.2 (EMSA-PKCS1-v1_5: ``00 01 FF..FF 00 T``, at least eight
-FF octets, and the DER DigestInfo prefixes of its note 1).  PKCS#1 v1.5 signatures
-are deterministic, so the raw private operation we need for the Cisco form (no
-DigestInfo, gdoi-wire.md §6.2) is checked against OpenSSL's own signature of the
-same block: signing ``DigestInfo | digest`` through our path must give exactly what
-``cryptography`` signs with ``Prehashed``.
+FF octets, and the DER DigestInfo prefixes of its note 1).  Raising a signature to
+the public exponent shows the block that was signed: ``T`` is the bare digest in the
+Cisco form (gdoi-wire.md §6.2) and ``DigestInfo | digest`` in the RFC 8017 form.
 """
 
 from __future__ import annotations
@@ -13,15 +11,13 @@ from __future__ import annotations
 import pickle
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import rsa, utils
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
 
-from groupvpn.gdoi import push_sig
 from groupvpn.gdoi.push_sig import (
     SIG_HASH_ALGORITHMS,
     RsaPushSigner,
     SignatureEncoding,
-    emsa_pkcs1_type1,
     sig_hash,
     verify_digest,
 )
@@ -42,34 +38,20 @@ def private_key() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(65537, 2048)
 
 
-def test_the_type1_block_is_00_01_ff_00_payload():
-    block = emsa_pkcs1_type1(b"\xab" * 20, 128)
-    assert block == b"\x00\x01" + b"\xff" * 105 + b"\x00" + b"\xab" * 20
-    assert len(emsa_pkcs1_type1(bytes(117), 128)) == 128  # exactly eight FF octets
-    with pytest.raises(ValueError):
-        emsa_pkcs1_type1(bytes(118), 128)
-
-
+@pytest.mark.parametrize("encoding", list(SignatureEncoding))
 @pytest.mark.parametrize("algorithm", sorted(SIG_HASH_ALGORITHMS))
-def test_our_raw_rsa_operation_equals_openssls_signature(
-    private_key: rsa.RSAPrivateKey, algorithm: int
+def test_the_signed_block_is_rfc_8017_type_1_padding_around_the_chosen_form(
+    private_key: rsa.RSAPrivateKey, encoding: SignatureEncoding, algorithm: int
 ):
     spec = sig_hash(algorithm)
     digest = spec.digest(b"rekey and more")
-    block = emsa_pkcs1_type1(bytes.fromhex(DIGEST_INFO_PREFIX[algorithm]) + digest, 256)
-    ours = push_sig._rsa_private(private_key, int.from_bytes(block, "big")).to_bytes(256, "big")
-    theirs = private_key.sign(digest, PKCS1v15(), utils.Prehashed(spec.cryptography_hash()))
-    assert ours == theirs
-
-
-def test_the_pow_fallback_gives_the_same_signature(
-    private_key: rsa.RSAPrivateKey, monkeypatch: pytest.MonkeyPatch
-):
-    signer, spec = RsaPushSigner(private_key), sig_hash(SigHashAlgorithm.SHA256)
-    digest = spec.digest(b"heartbeat")
-    with_gmp = signer.sign_digest(digest, spec, SignatureEncoding.RAW_DIGEST)
-    monkeypatch.setattr(push_sig, "gmpy2", None)
-    assert signer.sign_digest(digest, spec, SignatureEncoding.RAW_DIGEST) == with_gmp
+    signature = RsaPushSigner(private_key).sign_digest(digest, spec, encoding)
+    numbers = private_key.public_key().public_numbers()
+    block = pow(int.from_bytes(signature, "big"), numbers.e, numbers.n).to_bytes(256, "big")
+    wrapped = digest
+    if encoding is SignatureEncoding.DIGEST_INFO:
+        wrapped = bytes.fromhex(DIGEST_INFO_PREFIX[algorithm]) + digest
+    assert block == b"\x00\x01" + b"\xff" * (256 - 3 - len(wrapped)) + b"\x00" + wrapped
 
 
 @pytest.mark.parametrize("encoding", list(SignatureEncoding))
