@@ -332,6 +332,21 @@ def test_a_third_key_after_the_rollover_removes_the_retiring_one():
     assert ring.next_deadline() == 3610
 
 
+def test_a_key_received_twice_keeps_its_state_and_its_earliest_activation():
+    """A rekey that also reaches the member through a re-registration (push at 3540, pull
+    with the current and the next key at 3550): "activated after the activation-time-delay"
+    of the pull, 3565, comes before 2 x ATD of the push, 3570."""
+    ring = registered()
+    ring.install_pushed([tek(2, 3540)], 3540)
+    assert ring.install_pushed([tek(2, 3540)], 3545) == []  # a retransmitted copy
+    assert ring.install_pulled([tek(1, 0), tek(2, 3540)], 3550) == []
+    assert brief(ring.advance(3600)) == [
+        ("activated", 2, 3565),
+        ("retired", 1, 3565),
+        ("removed", 1, 3580),  # ATD after the newer key of a multi-TEK pull activated
+    ]
+
+
 # -- several policies, withdrawal, delete, clear ---------------------------------------
 
 
@@ -355,6 +370,20 @@ def test_policies_roll_independently_and_a_policy_left_out_of_a_pull_only_decryp
     assert ring.refresh_at() == 1140
     ring.install_pulled([tek(5, 3601, 3600, P2)], 3601)
     assert ring.refresh_at() == 3601 + 3555  # P3's key went at 3600 without a lapse
+
+
+def test_a_withdrawn_policy_that_comes_back_starts_over():
+    ring = registered()
+    assert brief(ring.install_pulled([tek(2, 10, 3600, P2)], 10)) == [
+        ("retired", 1, 10),
+        ("installed", 2, 10),
+        ("activated", 2, 10),
+    ]
+    assert ring.refresh_at() == 3565  # only P2 needs renewing
+    changes = ring.install_pulled([tek(1, 0), tek(2, 10, 3600, P2)], 20)
+    assert brief(changes) == [("removed", 1, 20), ("installed", 1, 20), ("activated", 1, 20)]
+    assert changes[0].reason == "received again after it retired"
+    assert ring.refresh_at() == 3555
 
 
 def test_keys_the_server_deletes_go_at_once():
