@@ -46,8 +46,13 @@ class Harness:
     plans: dict[str, list[int | None]]
     now: float = 0.0
     acks: list[tuple[float, int, str, int]] = field(default_factory=list)
+    #: Copies and SEQs received, per membership: a removed member that registers
+    #: again is a new member (``address#2``).
     copies: dict[tuple[str, int], list[float]] = field(default_factory=lambda: defaultdict(list))
     received: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
+    memberships: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    #: Each removal with the copies that membership had of the SEQ it did not ACK.
+    removals: list[tuple[MemberRemoved, list[float]]] = field(default_factory=list)
     results: dict[str, list[tuple[float, int, AckResult]]] = field(
         default_factory=lambda: defaultdict(list)
     )
@@ -63,7 +68,7 @@ class Harness:
             if not times or (until is not None and min(times) > until):
                 self.now = until if until is not None else self.now
                 # Registrations and pushes also end rekeys (withdrawn copies).
-                self.events += self.delivery.events()
+                self.drain_events()
                 return
             self.now = min(times)
             self.step()
@@ -77,15 +82,28 @@ class Harness:
         self.bursts.append(len(batch))
         for sent in batch:
             self.receive(sent)
-        self.events += self.delivery.events()
+        self.drain_events()
+
+    def membership(self, address: str) -> str:
+        number = self.memberships[address]
+        return address if number == 0 else f"{address}#{number + 1}"
+
+    def drain_events(self) -> None:
+        for event in self.delivery.events():
+            self.events.append(event)
+            if isinstance(event, MemberRemoved):
+                copies = self.copies[self.membership(event.address), event.seq]
+                self.removals.append((event, copies))
+                self.memberships[event.address] += 1
 
     def receive(self, sent: Transmission) -> None:
-        self.copies[sent.destination, sent.seq].append(self.now)
-        self.received[sent.destination].append(sent.seq)
+        copies = self.copies[self.membership(sent.destination), sent.seq]
+        copies.append(self.now)
+        self.received[self.membership(sent.destination)].append(sent.seq)
         if sent.kind is not PushKind.REKEY:
             return
         plan = self.plans[sent.destination]
-        delay = plan[(len(self.copies[sent.destination, sent.seq]) - 1) % len(plan)]
+        delay = plan[(len(copies) - 1) % len(plan)]
         if delay is not None:
             self._order += 1
             ack = (self.now + delay / 4, self._order, sent.destination, sent.seq)
@@ -147,49 +165,82 @@ PUSHES = st.lists(
     DELIVERY_SETTINGS,
     st.lists(ACK_PLANS, min_size=1, max_size=8),
     PUSHES,
-    st.lists(st.tuples(st.integers(0, 7), st.integers(0, 200).map(lambda q: q / 4)), max_size=4),
+    st.lists(
+        st.tuples(
+            st.integers(0, 7),
+            st.integers(0, 200).map(lambda q: q / 4),
+            st.one_of(st.none(), st.integers(0, 2)),
+        ),
+        max_size=4,
+    ),
 )
 def test_copies_seqs_and_accounting_hold_for_any_sequence_of_pushes(
     delivery_settings: DeliverySettings,
     plans: list[list[int | None]],
     pushes: list[tuple[float, PushKind]],
-    registrations: list[tuple[int, float]],
+    registrations: list[tuple[int, float, int | None]],
 ):
+    """Registrations carry the SEQ of their pull: current, or ``lag`` pushes old (None: unknown)."""
     members = [f"10.0.0.{n}" for n in range(len(plans))]
     delivery = UnicastDelivery("g", delivery_settings)
     for member in members:
         delivery.add_member(member, 0.0)
     harness = Harness(delivery, dict(zip(members, plans, strict=True)))
-    timeline: list[tuple[float, int, str, int]] = [
-        (at, 0, "register", index % len(members)) for index, at in registrations
+    timeline: list[tuple[float, int, str, int, int | None]] = [
+        (at, 0, "register", index % len(members), lag) for index, at, lag in registrations
     ]
-    timeline += [(at, 1, kind, 0) for at, kind in pushes]
+    timeline += [(at, 1, kind, 0, None) for at, kind in pushes]
     fanned_out: dict[int, int] = {}
+    rekeys: set[int] = set()
+    #: The model of who was sent which rekey: the newest per current membership.
+    enrolled: dict[str, int] = {}
     seq = 0
-    for at, _, what, index in sorted(timeline):
+    for at, _, what, index, lag in sorted(timeline, key=lambda entry: entry[:2]):
         harness.run_until(at)
         if what == "register":
-            delivery.add_member(members[index], at)
+            pulled = None if lag is None else max(0, seq - lag)
+            finished = {e.seq for e in harness.events if isinstance(e, PushCompleted)}
+            in_flight = [r for r in rekeys if r not in finished]
+            address = harness.membership(members[index])
+            newest = max(in_flight, default=None)
+            if (
+                pulled is not None
+                and newest is not None
+                and pulled < newest
+                and enrolled.get(address, -1) < newest
+            ):
+                fanned_out[newest] += 1  # its pull predates the newest rekey in flight: it joins
+                enrolled[address] = newest
+            delivery.add_member(members[index], at, pulled)
         else:
             seq += 1
+            statuses = delivery.statuses()
             if what == PushKind.REKEY:
-                fanned_out[seq] = len(delivery.statuses())
+                rekeys.add(seq)
+                fanned_out[seq] = len(statuses)
+                enrolled.update((harness.membership(s.address), seq) for s in statuses)
+            else:  # members owing a rekey ACK are skipped
+                fanned_out[seq] = sum(s.pending_seq is None for s in statuses)
             delivery.add_push(seq, PushKind(what), at)
     harness.run_until()
 
     limit = 1 + delivery_settings.number_of_retransmission
     for (_, pushed_seq), copies in harness.copies.items():
-        assert len(copies) <= (limit if pushed_seq in fanned_out else 1)
+        assert len(copies) <= (limit if pushed_seq in rekeys else 1)
     for seqs in harness.received.values():
         assert seqs == sorted(seqs)  # never a lower SEQ after a higher one
-    removed = [e for e in harness.events if isinstance(e, MemberRemoved)]
-    for event in removed:
-        assert all(t <= event.at for t in harness.copies[event.address, event.seq])
-        assert len(harness.copies[event.address, event.seq]) == limit
+    for event, copies in harness.removals:
+        assert all(t <= event.at for t in copies)
+        assert len(copies) == limit
+        assert event.at == copies[-1] + delivery_settings.retransmission_period
     completed = {e.seq: e for e in harness.events if isinstance(e, PushCompleted)}
-    assert set(completed) == set(fanned_out)  # every rekey completes exactly once
+    assert set(completed) == set(fanned_out)  # every push completes exactly once
     for pushed_seq, count in fanned_out.items():
         done = completed[pushed_seq]
-        assert done.acked + done.removed + done.withdrawn == count
+        assert done.acked + done.removed + done.withdrawn + done.sent == count
+        if pushed_seq in rekeys:
+            assert done.sent == 0
+        else:
+            assert done.acked == done.removed == 0
     assert delivery.next_deadline() is None
     assert all(count <= delivery_settings.burst for count in harness.bursts)

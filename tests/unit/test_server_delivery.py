@@ -65,7 +65,7 @@ def test_defaults_retransmit_at_10_and_20_and_remove_at_30():
     assert sent(delivery, 30.0) == []
     assert delivery.events() == [
         MemberRemoved("g1", B, 1, copies=3, at=30.0),
-        PushCompleted("g1", 1, 0.0, 30.0, acked=2, removed=1, withdrawn=0),
+        PushCompleted("g1", 1, REKEY, 0.0, 30.0, acked=2, removed=1, withdrawn=0),
     ]
     # ... or after it (the member is gone).
     assert delivery.acked(B, 1, 30.0) is AckResult.NOT_A_MEMBER
@@ -132,7 +132,7 @@ def test_an_ack_between_copies_stops_the_retransmissions():
     sent(delivery, 10.0)
     assert delivery.acked(A, 1, 12.0) is AckResult.ACCEPTED
     assert delivery.next_deadline() is None
-    assert delivery.events() == [PushCompleted("g1", 1, 0.0, 12.0, 1, 0, 0)]
+    assert delivery.events() == [PushCompleted("g1", 1, REKEY, 0.0, 12.0, 1, 0, 0)]
 
 
 # -- odd ACKs -------------------------------------------------------------------------------
@@ -175,7 +175,7 @@ def test_a_newer_rekey_supersedes_the_older_and_a_late_ack_of_the_older_does_not
     assert delivery.acked(A, 5, 1.0) is AckResult.ACCEPTED
     assert sent(delivery, 10.0) == [(B, 5, 2)]
     delivery.add_push(6, REKEY, 15.0)
-    assert delivery.events() == [PushCompleted("g1", 5, 0.0, 15.0, 1, 0, withdrawn=1)]
+    assert delivery.events() == [PushCompleted("g1", 5, REKEY, 0.0, 15.0, 1, 0, withdrawn=1)]
     # No more copies of 5 to B: it would drop them as replays after 6.
     assert sent(delivery, 15.0) == [(A, 6, 1), (B, 6, 1)]
     assert state(delivery, B) == "waiting-for-ack"
@@ -193,7 +193,7 @@ def test_a_newer_rekey_supersedes_the_older_and_a_late_ack_of_the_older_does_not
     sent(delivery, 45.0)
     assert delivery.events() == [
         MemberRemoved("g1", B, 6, 3, 45.0),
-        PushCompleted("g1", 6, 15.0, 45.0, acked=1, removed=1, withdrawn=0),
+        PushCompleted("g1", 6, REKEY, 15.0, 45.0, acked=1, removed=1, withdrawn=0),
     ]
 
 
@@ -212,13 +212,42 @@ def test_a_member_that_registers_during_a_push_is_not_sent_it():
     assert sent(delivery, 12.0) == [(A, 2, 1), (B, 2, 1)]
 
 
+def test_a_member_whose_pull_predates_a_rekey_in_flight_joins_it():
+    delivery = unicast(A)
+    delivery.add_push(1, REKEY, 0.0)
+    sent(delivery, 0.0)
+    # B's pull was answered before rekey 1 (SEQ 0 and the old keys), confirmed at 3.
+    delivery.add_member(B, 3.0, sequence=0)
+    assert state(delivery, B) == "waiting-for-ack"
+    assert sent(delivery, 3.0) == [(B, 1, 1)]
+    delivery.add_member(C, 4.0, sequence=1)  # pulled after the rekey: nothing to send
+    delivery.acked(A, 1, 5.0)
+    assert sent(delivery, 10.0) == []
+    assert sent(delivery, 13.0) == [(B, 1, 2)]
+    assert delivery.acked(B, 1, 14.0) is AckResult.ACCEPTED
+    assert delivery.events() == [PushCompleted("g1", 1, REKEY, 0.0, 14.0, 2, 0, 0)]
+    delivery.add_member(D, 15.0, sequence=0)  # too late for rekey 1: heartbeats will tell it
+    assert sent(delivery, 15.0) == [] and delivery.next_deadline() is None
+
+
+def test_a_member_never_joins_the_same_rekey_twice():
+    delivery = unicast(A, B)
+    delivery.add_push(1, REKEY, 0.0)
+    sent(delivery, 0.0)
+    delivery.acked(A, 1, 1.0)
+    delivery.add_member(A, 2.0, sequence=0)  # acked 1 already: nothing to send again
+    delivery.add_member(B, 2.0, sequence=0)  # owes 1: its copies go on, 1 + N in all
+    assert [sent(delivery, t) for t in (2.0, 10.0, 20.0)] == [[], [(B, 1, 2)], [(B, 1, 3)]]
+    assert delivery.next_deadline() == 30.0
+
+
 def test_registering_again_clears_what_the_member_owed():
     delivery = unicast(A, B)
     delivery.add_push(1, REKEY, 0.0)
     sent(delivery, 0.0)
     delivery.acked(A, 1, 1.0)
     delivery.add_member(B, 12.0)  # it missed the rekey and pulled the keys
-    assert delivery.events() == [PushCompleted("g1", 1, 0.0, 12.0, 1, 0, withdrawn=1)]
+    assert delivery.events() == [PushCompleted("g1", 1, REKEY, 0.0, 12.0, 1, 0, withdrawn=1)]
     assert delivery.next_deadline() is None
     assert state(delivery, B) == "active"
 
@@ -230,14 +259,14 @@ def test_a_member_the_core_deletes_gets_nothing_more_and_is_no_event_of_ours():
     delivery.acked(A, 1, 1.0)
     delivery.remove_member(B, 2.0)
     delivery.remove_member(D, 2.0)  # unknown: nothing happens
-    assert delivery.events() == [PushCompleted("g1", 1, 0.0, 2.0, 1, 0, withdrawn=1)]
+    assert delivery.events() == [PushCompleted("g1", 1, REKEY, 0.0, 2.0, 1, 0, withdrawn=1)]
     assert sent(delivery, 10.0) == [] and delivery.next_deadline() is None
 
 
 def test_a_push_to_no_member_completes_at_once():
     delivery = unicast()
     delivery.add_push(1, REKEY, 0.0)
-    assert delivery.events() == [PushCompleted("g1", 1, 0.0, 0.0, 0, 0, 0)]
+    assert delivery.events() == [PushCompleted("g1", 1, REKEY, 0.0, 0.0, 0, 0, 0)]
     assert delivery.next_deadline() is None and sent(delivery, 0.0) == []
 
 
@@ -256,6 +285,8 @@ def test_a_unicast_heartbeat_is_one_copy_per_member_never_retransmitted_never_re
     delivery.add_push(1, HEARTBEAT, 300.0)
     assert sent(delivery, 300.0) == [(A, 1, 1), (B, 1, 1), (C, 1, 1)]
     assert delivery.next_deadline() is None
+    # Done once every copy has left: the shell may drop the datagram.
+    assert delivery.events() == [PushCompleted("g1", 1, HEARTBEAT, 300.0, 300.0, 0, 0, 0, sent=3)]
     assert sent(delivery, 400.0) == [] and delivery.events() == []
     assert [s.state_text for s in delivery.statuses()] == ["active"] * 3
 
@@ -335,6 +366,7 @@ def test_multicast_sends_one_copy_to_the_group_and_never_removes_anyone():
     assert delivery.next_deadline() == 100.0
     assert delivery.transmissions(100.0) == [Transmission(1, REKEY, "226.1.1.1", 1)]
     assert delivery.next_deadline() is None
+    assert delivery.events() == [PushCompleted("g1", 1, REKEY, 100.0, 100.0, 0, 0, 0, sent=1)]
     assert delivery.transmissions(10_000.0) == [] and delivery.events() == []
     delivery.add_push(2, HEARTBEAT, 300.0)
     assert delivery.transmissions(300.0) == [Transmission(2, HEARTBEAT, "226.1.1.1", 1)]

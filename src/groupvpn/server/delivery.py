@@ -28,7 +28,11 @@ Decisions the spec leaves open, with the reasons:
   that member the server is alive anyway.
 - **A member that registers** while a push is in flight is not added to it: its
   GROUPKEY-PULL already gave it the keys and SEQ the push carries.  Registering
-  again clears what it owed, for the same reason.
+  again clears what it owed, for the same reason.  (Unless its pull carried an
+  older SEQ than a rekey still in flight: see :meth:`UnicastDelivery.add_member`.)
+- **Completion**: a :class:`PushCompleted` event says when a push needs nothing
+  more (every ACK in, member removed or superseded; every heartbeat copy out),
+  so the shell knows when to drop the datagram it built for that SEQ.
 - **Pacing**: a call returns at most ``burst`` datagrams, and after a call that
   returned any, the next copies wait ``burst_interval`` (500 per 10 ms by
   default), so 8,000 copies leave in 16 bursts while the shell drains its
@@ -143,16 +147,25 @@ class MemberRemoved:
 
 @dataclass(frozen=True, slots=True)
 class PushCompleted:
-    """No member owes an ACK for rekey ``seq`` any more."""
+    """Push ``seq`` needs nothing more: the shell may forget its datagram.
+
+    For a rekey no member owes its ACK any more; for a heartbeat every copy
+    has left.  Every member the push was fanned out to is counted once.
+    """
 
     group: str
     seq: int
+    kind: PushKind
     started_at: float
     completed_at: float
+    #: Rekey: members that ACKed in time.
     acked: int
+    #: Rekey: members removed for not ACKing.
     removed: int
-    #: Members that left it otherwise: a newer rekey, a new registration, deleted by the core.
+    #: Members it no longer concerned: a newer push, a new registration, deleted by the core.
     withdrawn: int
+    #: Heartbeat (or multicast): copies sent, no ACK expected.
+    sent: int = 0
 
 
 DeliveryEvent = MemberRemoved | PushCompleted
@@ -161,7 +174,7 @@ DeliveryEvent = MemberRemoved | PushCompleted
 class PushDelivery(Protocol):
     """What the server core drives, for either communication type."""
 
-    def add_member(self, address: str, now: float) -> None: ...
+    def add_member(self, address: str, now: float, sequence: int | None = None) -> None: ...
     def remove_member(self, address: str, now: float) -> None: ...
     def add_push(self, seq: int, kind: PushKind, now: float) -> None: ...
     def acked(self, address: str, seq: int, now: float) -> AckResult: ...
@@ -222,15 +235,20 @@ class _Member:
     owed: _Owed | None = None
     last_acked_seq: int | None = None
     last_ack_at: float | None = None
+    #: The newest rekey fanned out to it since it became a member: it is never
+    #: enrolled in one twice, so no membership gets more than 1 + N copies of a SEQ.
+    newest_rekey: int | None = None
 
 
 @dataclass(slots=True)
-class _RekeyProgress:
+class _PushProgress:
+    kind: PushKind
     started_at: float
     outstanding: int = 0
     acked: int = 0
     removed: int = 0
     withdrawn: int = 0
+    sent: int = 0
 
 
 class UnicastDelivery:
@@ -241,20 +259,37 @@ class UnicastDelivery:
         self._members: dict[str, _Member] = {}
         self._sends = _DeadlineQueue()
         self._removals = _DeadlineQueue()
-        self._rekeys: dict[int, _RekeyProgress] = {}
+        self._pushes: dict[int, _PushProgress] = {}
         self._last_seq: int | None = None
         self._quiet_until = float("-inf")
         self._events: list[DeliveryEvent] = []
 
     # -- membership ------------------------------------------------------------------
 
-    def add_member(self, address: str, now: float) -> None:
-        """A member registered (again): it has the current keys and SEQ, it owes nothing."""
+    def add_member(self, address: str, now: float, sequence: int | None = None) -> None:
+        """A member registered (again), its GROUPKEY-PULL carrying SEQ ``sequence``.
+
+        It has the keys of that SEQ and owes nothing for older pushes.  A pull
+        answered before a rekey and confirmed after it carries an older SEQ than
+        that rekey: if the rekey is still in flight the member joins it (a first
+        copy now, ACK and retransmissions as for everyone); if it is done, the
+        member learns from the next heartbeat that it missed one and pulls again.
+        """
         member = self._members.get(address)
         if member is None:
-            self._members[address] = _Member(address)
-        else:
+            member = self._members[address] = _Member(address)
+        rekeys = [seq for seq, push in self._pushes.items() if push.kind is PushKind.REKEY]
+        newest = max(rekeys, default=None)
+        if sequence is None or newest is None or newest <= sequence:
             self._withdraw(member, now)
+            return
+        if member.newest_rekey is not None and member.newest_rekey >= newest:
+            return  # it owes or has ACKed that rekey already: its copies go on as they were
+        self._withdraw(member, now)  # a heartbeat not yet sent, at most
+        self._pushes[newest].outstanding += 1
+        member.owed = _Owed(newest, PushKind.REKEY)
+        member.newest_rekey = newest
+        self._sends.schedule(address, now)
 
     def remove_member(self, address: str, now: float) -> None:
         """The core deleted the member (e.g. `clear`): no more copies, no event."""
@@ -269,19 +304,18 @@ class UnicastDelivery:
         if self._last_seq is not None and seq <= self._last_seq:
             raise ValueError(f"SEQ {seq} after SEQ {self._last_seq}: SEQ must increase")
         self._last_seq = seq
-        progress = _RekeyProgress(now) if kind is PushKind.REKEY else None
+        progress = self._pushes[seq] = _PushProgress(kind, now)
         for member in self._members.values():
             owed = member.owed
-            if owed is not None and owed.kind is PushKind.REKEY and progress is None:
+            if owed is not None and owed.kind is PushKind.REKEY and kind is PushKind.HEARTBEAT:
                 continue  # a heartbeat would turn the pending retransmissions into replays
             self._withdraw(member, now)
             member.owed = _Owed(seq, kind)
+            if kind is PushKind.REKEY:
+                member.newest_rekey = seq
             self._sends.schedule(member.address, now)
-            if progress is not None:
-                progress.outstanding += 1
-        if progress is not None:
-            self._rekeys[seq] = progress
-            self._complete_if_done(seq, now)
+            progress.outstanding += 1
+        self._complete_if_done(seq, now)
 
     def acked(self, address: str, seq: int, now: float) -> AckResult:
         member = self._members.get(address)
@@ -297,7 +331,7 @@ class UnicastDelivery:
             self._removals.cancel(address)
             member.owed = None
             member.last_acked_seq, member.last_ack_at = seq, now
-            self._rekeys[seq].acked += 1
+            self._pushes[seq].acked += 1
             self._leave(seq, now)
             return AckResult.ACCEPTED
         if seq == member.last_acked_seq:
@@ -361,6 +395,8 @@ class UnicastDelivery:
         settings = self.settings
         if owed.kind is PushKind.HEARTBEAT:
             member.owed = None
+            self._pushes[owed.seq].sent += 1
+            self._leave(owed.seq, now)
         elif owed.copies <= settings.number_of_retransmission:
             self._sends.schedule(member.address, now + settings.retransmission_period)
         else:
@@ -376,7 +412,7 @@ class UnicastDelivery:
             self._events.append(
                 MemberRemoved(self.group, member.address, owed.seq, owed.copies, deadline)
             )
-            self._rekeys[owed.seq].removed += 1
+            self._pushes[owed.seq].removed += 1
             self._leave(owed.seq, deadline)
 
     def _withdraw(self, member: _Member, now: float) -> None:
@@ -387,21 +423,20 @@ class UnicastDelivery:
         self._sends.cancel(member.address)
         self._removals.cancel(member.address)
         member.owed = None
-        if owed.kind is PushKind.REKEY:
-            self._rekeys[owed.seq].withdrawn += 1
-            self._leave(owed.seq, now)
+        self._pushes[owed.seq].withdrawn += 1
+        self._leave(owed.seq, now)
 
     def _leave(self, seq: int, now: float) -> None:
-        self._rekeys[seq].outstanding -= 1
+        self._pushes[seq].outstanding -= 1
         self._complete_if_done(seq, now)
 
     def _complete_if_done(self, seq: int, now: float) -> None:
-        progress = self._rekeys[seq]
+        progress = self._pushes[seq]
         if progress.outstanding == 0:
-            del self._rekeys[seq]
+            del self._pushes[seq]
             self._events.append(
-                PushCompleted(self.group, seq, progress.started_at, now,
-                              progress.acked, progress.removed, progress.withdrawn)
+                PushCompleted(self.group, seq, progress.kind, progress.started_at, now,
+                              progress.acked, progress.removed, progress.withdrawn, progress.sent)
             )  # fmt: skip
 
     def _status(self, member: _Member) -> MemberDeliveryStatus:
@@ -438,8 +473,10 @@ class MulticastDelivery:
         self._members: dict[str, float] = {}
         self._queued: list[tuple[float, Transmission]] = []
         self._last_seq: int | None = None
+        self._events: list[DeliveryEvent] = []
 
-    def add_member(self, address: str, now: float) -> None:
+    def add_member(self, address: str, now: float, sequence: int | None = None) -> None:
+        # A copy missed before registering is not sent again: no copy is ever repeated.
         self._members.setdefault(address, now)
 
     def remove_member(self, address: str, now: float) -> None:
@@ -455,15 +492,20 @@ class MulticastDelivery:
         return AckResult.UNEXPECTED if address in self._members else AckResult.NOT_A_MEMBER
 
     def transmissions(self, now: float) -> list[Transmission]:
-        due = [sent for queued_at, sent in self._queued if queued_at <= now]
+        due = [(queued_at, sent) for queued_at, sent in self._queued if queued_at <= now]
         self._queued = [entry for entry in self._queued if entry[0] > now]
-        return due
+        for queued_at, sent in due:
+            self._events.append(
+                PushCompleted(self.group, sent.seq, sent.kind, queued_at, now, 0, 0, 0, sent=1)
+            )
+        return [sent for _, sent in due]
 
     def next_deadline(self) -> float | None:
         return min((queued_at for queued_at, _ in self._queued), default=None)
 
     def events(self) -> list[DeliveryEvent]:
-        return []
+        events, self._events = self._events, []
+        return events
 
     def statuses(self) -> list[MemberDeliveryStatus]:
         return [
