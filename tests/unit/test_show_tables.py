@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from groupvpn.cli import tables
+from groupvpn.cli import server_tables, tables
 
 
 def test_ike_security_associations_table_reads_like_junos():
@@ -37,7 +37,7 @@ def test_registered_members_lists_each_group_with_a_total():
             {"group": "g2", "group-id": 2, "members": []},
         ]
     }  # fmt: skip
-    text = tables.server_registered_members(view)
+    text = server_tables.registered_members(view)
     assert text.startswith("Group: g1, Group Id: 1\n")
     assert "127.0.0.11" in text and "Total members: 1" in text
     assert "Group: g2, Group Id: 2" in text and "Total members: 0" in text

@@ -9,11 +9,11 @@ from ipaddress import IPv4Address
 import pytest
 from click.testing import CliRunner
 
-from groupvpn.cli import tables
+from groupvpn.cli import member_tables, server_tables
 from groupvpn.cli.main import cli
 from groupvpn.gdoi.pull import GroupOffer, Registration
 from groupvpn.member.keys import group_kek
-from groupvpn.runtime import views
+from groupvpn.runtime import member_views, server_views, views
 from groupvpn.server.groups import GroupDefinition, GroupKeyServer
 from groupvpn.server.signing import SigningKey
 from groupvpn.wire.dialect import V1
@@ -48,7 +48,7 @@ def _server(signing_key: SigningKey) -> GroupKeyServer:
 
 def test_server_kek_view_lists_each_kek_group_with_seq_and_no_key_bytes(signing_key):
     server = _server(signing_key)
-    view = views.server_kek_security_associations(server, views.Clock(1000.0, 0.0))
+    view = server_views.kek_security_associations(server, views.Clock(1000.0, 0.0))
     first, multicast = view["security-associations"]
     assert set(first) == SERVER_KEYS
     kek = server.current_kek(1, 1000.0)
@@ -65,7 +65,7 @@ def test_server_kek_view_lists_each_kek_group_with_seq_and_no_key_bytes(signing_
     assert (multicast["communication-type"], multicast["multicast-group"]) == (
         "multicast", "226.1.1.1",
     )  # fmt: skip
-    text = json.dumps(view) + tables.server_kek_security_associations(view)
+    text = json.dumps(view) + server_tables.kek_security_associations(view)
     for group_id in (1, 3):
         secret = server.current_kek(group_id, 1000.0)
         assert secret is not None
@@ -75,8 +75,8 @@ def test_server_kek_view_lists_each_kek_group_with_seq_and_no_key_bytes(signing_
 
 def test_server_kek_table_reads_like_the_other_tables(signing_key):
     server = _server(signing_key)
-    view = views.server_kek_security_associations(server, views.Clock(0.0, 0.0))
-    lines = tables.server_kek_security_associations(view).splitlines()
+    view = server_views.kek_security_associations(server, views.Clock(0.0, 0.0))
+    lines = server_tables.kek_security_associations(view).splitlines()
     assert lines[0].split() == [
         "Index", "Group", "Group", "Id", "Initiator", "cookie", "Responder", "cookie",
         "Algorithm", "Life:sec", "Rekey", "Seq",
@@ -86,7 +86,7 @@ def test_server_kek_table_reads_like_the_other_tables(signing_key):
         "1", "g1", "1", row["initiator-cookie"], row["responder-cookie"],
         "aes-128-cbc/rsa-1024/md5", "3600", "unicast", "0",
     ]  # fmt: skip
-    assert tables.server_kek_security_associations({"security-associations": []}) == (
+    assert server_tables.kek_security_associations({"security-associations": []}) == (
         "No KEK: no group has server-member-communication"
     )
 
@@ -97,7 +97,7 @@ def test_member_kek_view_and_table(signing_key):
     assert isinstance(offer, GroupOffer)
     kek = group_kek("gvpn1", Registration(1, offer.sa, offer.key_download, offer.sequence), 100.0)
     assert kek is not None
-    view = views.member_kek_security_associations([kek], views.Clock(160.0, 0.0))
+    view = member_views.kek_security_associations([kek], views.Clock(160.0, 0.0))
     [row] = view["security-associations"]
     assert set(row) == MEMBER_KEYS
     assert row == {
@@ -108,7 +108,7 @@ def test_member_kek_view_and_table(signing_key):
         "signature-key-length": 1024, "signing-key-fingerprint": signing_key.fingerprint,
         "lifetime-remaining": 3540, "sequence": 0,
     }  # fmt: skip
-    text = tables.member_kek_security_associations(view)
+    text = member_tables.kek_security_associations(view)
     assert text.splitlines()[0] == "  Total KEK SAs: 1"
     assert text.splitlines()[2].split() == [
         "1", "gvpn1", "1", "20.0.0.1:848", row["initiator-cookie"], row["responder-cookie"],

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from groupvpn.cli import tables
+from groupvpn.cli import member_tables, server_tables, tables
 from groupvpn.runtime.control import (
     DEFAULT_MEMBER_SOCKET,
     DEFAULT_SERVER_SOCKET,
@@ -97,7 +97,13 @@ def registered_members(words: tuple[str, ...], socket_path: Path, as_json: bool)
         if len(words) != 2 or words[0] != "group":
             raise click.UsageError("expected: registered-members [group NAME]")
         args["group"] = words[1]
-    _run(socket_path, "server-registered-members", args, as_json, tables.server_registered_members)
+    _run(
+        socket_path,
+        "server-registered-members",
+        args,
+        as_json,
+        server_tables.registered_members,
+    )
 
 
 for _parent, _socket, _role in (
@@ -111,9 +117,9 @@ for _parent, _socket, _role in (
     )  # fmt: skip
     _ipsec = click.Group(name="ipsec", help="Group IPsec SA state.")
     _ipsec_formatter = (
-        tables.server_ipsec_security_associations
+        server_tables.ipsec_security_associations
         if _role == "server"
-        else tables.member_ipsec_security_associations
+        else member_tables.ipsec_security_associations
     )
     _ipsec.add_command(
         _show("security-associations", f"{_role}-ipsec-security-associations", _socket,
@@ -121,9 +127,9 @@ for _parent, _socket, _role in (
     )  # fmt: skip
     _kek = click.Group(name="kek", help="Group KEK (rekey SA) state.")
     _kek_formatter = (
-        tables.server_kek_security_associations
+        server_tables.kek_security_associations
         if _role == "server"
-        else tables.member_kek_security_associations
+        else member_tables.kek_security_associations
     )
     _kek.add_command(
         _show("security-associations", f"{_role}-kek-security-associations", _socket,

@@ -12,7 +12,7 @@ from typing import Any
 JsonDict = dict[str, Any]
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[object]], indent: str = "") -> str:
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]], indent: str = "") -> str:
     cells = [[("-" if c is None else str(c)) for c in row] for row in rows]
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
     lines = [indent + "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
@@ -27,12 +27,12 @@ def ike_security_associations(view: JsonDict) -> str:
          sa["mode"].capitalize(), sa["remote-address"])
         for sa in view["security-associations"]
     ]  # fmt: skip
-    text = _table(
+    text = table(
         ("Index", "State", "Initiator cookie", "Responder cookie", "Mode", "Remote Address"), rows
     )
     registrations = view.get("registrations")
     if registrations is not None:
-        text += "\n\n" + _table(
+        text += "\n\n" + table(
             ("VPN", "Gateway", "Group", "Registration", "Failures", "Next attempt", "Last error"),
             [
                 (r["vpn"], r["gateway"], r["group-id"], r["state"], r["failures"],
@@ -42,45 +42,6 @@ def ike_security_associations(view: JsonDict) -> str:
             ],
         )  # fmt: skip
     return text
-
-
-def server_registered_members(view: JsonDict) -> str:
-    blocks = []
-    for group in view["groups"]:
-        header = f"Group: {group['group']}, Group Id: {group['group-id']}"
-        rows = [(m["address"], m["gateway"], m["registered"]) for m in group["members"]]
-        body = _table(("Member", "Gateway", "Registered"), rows, indent="  ")
-        blocks.append(f"{header}\n{body}\n  Total members: {len(rows)}")
-    return "\n\n".join(blocks) if blocks else "No groups configured"
-
-
-def server_ipsec_security_associations(view: JsonDict) -> str:
-    blocks = []
-    for group in view["groups"]:
-        rows = [
-            (sa["policy"], sa["spi"], f"ESP:{sa['encryption']}/{sa['authentication']}",
-             sa["lifetime-remaining"], sa["source"], sa["destination"])
-            for sa in group["security-associations"]
-        ]  # fmt: skip
-        body = _table(
-            ("Policy", "SPI", "Algorithm", "Life:sec", "Source", "Destination"), rows, "  "
-        )
-        blocks.append(f"Group: {group['group']}, Group Id: {group['group-id']}\n{body}")
-    return "\n\n".join(blocks) if blocks else "No groups configured"
-
-
-def member_ipsec_security_associations(view: JsonDict) -> str:
-    sas = view["security-associations"]
-    rows = [
-        (sa["vpn"], sa["group-id"], sa["spi"], f"ESP:{sa['encryption']}/{sa['authentication']}",
-         sa["lifetime-remaining"], sa["source"], sa["destination"])
-        for sa in sas
-    ]  # fmt: skip
-    header = f"  Total active group SAs: {len(sas)}"
-    table = _table(
-        ("VPN", "Group", "SPI", "Algorithm", "Life:sec", "Source", "Destination"), rows, "  "
-    )
-    return f"{header}\n{table}"
 
 
 def dynamic_policies(view: JsonDict) -> str:
@@ -107,48 +68,10 @@ def dynamic_policies(view: JsonDict) -> str:
     text = "\n\n".join(blocks) if blocks else "No dynamic policies installed"
     rejected = [p for p in entries if not p.get("installed", True)]
     if rejected:
-        text += "\n\nGroup policies not installed:\n" + _table(
+        text += "\n\nGroup policies not installed:\n" + table(
             ("Source", "Destination", "From zone", "To zone", "Reason"),
             [(p["source"], p["destination"], p["from-zone"], p["to-zone"], p["reason"])
              for p in rejected],
             indent="  ",
         )  # fmt: skip
     return text
-
-
-def server_kek_security_associations(view: JsonDict) -> str:
-    """Each group's KEK (rekey SA): cookies, algorithms, remaining life and SEQ."""
-    sas = view["security-associations"]
-    if not sas:
-        return "No KEK: no group has server-member-communication"
-    rows = [
-        (sa["index"], sa["group"], sa["group-id"], sa["initiator-cookie"], sa["responder-cookie"],
-         f"{sa['encryption']}/{sa['signature-algorithm']}-{sa['signature-key-length']}"
-         f"/{sa['signature-hash']}",
-         sa["lifetime-remaining"], sa["communication-type"], sa["sequence"])
-        for sa in sas
-    ]  # fmt: skip
-    return _table(
-        ("Index", "Group", "Group Id", "Initiator cookie", "Responder cookie", "Algorithm",
-         "Life:sec", "Rekey", "Seq"),
-        rows,
-    )  # fmt: skip
-
-
-def member_kek_security_associations(view: JsonDict) -> str:
-    """Like Junos `show security group-vpn member kek security-associations`."""
-    sas = view["security-associations"]
-    rows = [
-        (sa["index"], sa["vpn"], sa["group-id"], sa["source"], sa["initiator-cookie"],
-         sa["responder-cookie"],
-         f"{sa['encryption']}/{sa['signature-algorithm']}-{sa['signature-key-length']}"
-         f"/{sa['signature-hash']}",
-         sa["lifetime-remaining"], sa["sequence"])
-        for sa in sas
-    ]  # fmt: skip
-    table = _table(
-        ("Index", "VPN", "Group", "Server Address", "Initiator cookie", "Responder cookie",
-         "Algorithm", "Life:sec", "Seq"),
-        rows,
-    )  # fmt: skip
-    return f"  Total KEK SAs: {len(sas)}\n{table}"

@@ -20,7 +20,7 @@ from groupvpn.config.model import IkeGateway
 from groupvpn.ike.events import IkeSaEstablished, IkeSaFailed
 from groupvpn.member.core import GroupVpn, MemberCore, Registered
 from groupvpn.member.keys import GroupSa
-from groupvpn.runtime import views
+from groupvpn.runtime import member_views, views
 from groupvpn.runtime.base import Daemon, DaemonOptions, group_by_local_address
 from groupvpn.runtime.control import DEFAULT_MEMBER_SOCKET
 
@@ -93,15 +93,15 @@ async def run_member(
     await daemon.start_control(
         DEFAULT_MEMBER_SOCKET,
         {
-            "member-ike-security-associations": lambda args: views.member_ike_security_associations(
+            "member-ike-security-associations": lambda args: member_views.ike_security_associations(
                 cores, clock()
             ),
             "member-ipsec-security-associations": lambda args: (
-                views.member_ipsec_security_associations(
+                member_views.ipsec_security_associations(
                     [sa for sas in installed.values() for sa in sas], clock()
                 )
             ),
-            "member-kek-security-associations": lambda args: views.member_kek_security_associations(
+            "member-kek-security-associations": lambda args: member_views.kek_security_associations(
                 [kek for core in cores for kek in core.keks()], clock()
             ),
             "dynamic-policies": lambda args: {

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from groupvpn.ike.endpoint import IkeEndpoint
-from groupvpn.runtime import views
+from groupvpn.runtime import server_views, views
 from groupvpn.runtime.base import Daemon, DaemonOptions, StartupError
 from groupvpn.runtime.binding import phase1_peer
 from groupvpn.runtime.control import DEFAULT_SERVER_SOCKET, ControlError
@@ -51,7 +51,7 @@ async def run_server(
 
     def registered_members(args: dict[str, Any]) -> object:
         group = args.get("group")
-        return views.server_registered_members(
+        return server_views.registered_members(
             key_server, clock(), group if isinstance(group, str) else None
         )
 
@@ -63,9 +63,9 @@ async def run_server(
                 daemon.endpoints, clock()
             ),
             "server-ipsec-security-associations": lambda args: (
-                views.server_ipsec_security_associations(key_server, clock())
+                server_views.ipsec_security_associations(key_server, clock())
             ),
-            "server-kek-security-associations": lambda args: views.server_kek_security_associations(
+            "server-kek-security-associations": lambda args: server_views.kek_security_associations(
                 key_server, clock()
             ),
             "reload": lambda args: reloader.reload(),
