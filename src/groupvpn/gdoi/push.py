@@ -72,6 +72,11 @@ MAX_SEQUENCE = 0xFFFFFFFF
 GROUP_CLOCK_ATTRIBUTE = 32001
 GROUP_CLOCK_LENGTH = 8
 
+#: The heartbeat interval (docs/rekey-wire.md §3): a KEK attribute from the same
+#: private use range, basic form, seconds; in the SA KEK of a group that sends
+#: heartbeats, so a member knows when to expect them.  Absent: no heartbeats.
+HEARTBEAT_INTERVAL_ATTRIBUTE = 32002
+
 #: Which payload sequences each dialect accepts, one letter per payload type.  v1 is
 #: RFC 3547's SEQ, SA, KD, SIG plus our heartbeats (SEQ, [SA,] SIG); v2 is RFC 6407's
 #: SEQ, D*, [SA, KD,] SIG plus the heartbeat's SA without KD.  CERT (RFC 3547/6407
