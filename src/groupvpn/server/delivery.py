@@ -41,11 +41,12 @@ Decisions the spec leaves open, with the reasons:
 
 from __future__ import annotations
 
-import heapq
-import itertools
+from collections import OrderedDict
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
+
+from groupvpn.ike.timers import DeadlineHeap
 
 
 class PushKind(StrEnum):
@@ -184,38 +185,41 @@ class PushDelivery(Protocol):
     def statuses(self) -> list[MemberDeliveryStatus]: ...
 
 
-class _DeadlineQueue:
-    """Addresses by deadline, earliest first, ties in scheduling order.
+class _SendQueue:
+    """Members whose next copy is due, earliest first, handed out a burst at a time.
 
-    Like :class:`groupvpn.ike.timers.DeadlineHeap`, with one current entry per
-    address and stale heap entries skipped, but popped one at a time so a
-    paced caller can stop at its burst.
+    The deadlines live in the project's :class:`~groupvpn.ike.timers.DeadlineHeap`
+    (one current deadline per address, stale entries skipped).  A paced caller
+    takes at most a burst, so what is due but not yet handed out waits here in
+    FIFO order, still cancellable: a member that ACKs or is superseded while it
+    waits for its burst gets no copy.
     """
 
     def __init__(self) -> None:
-        self._heap: list[tuple[float, int, str]] = []
-        self._current: dict[str, tuple[float, int]] = {}
-        self._order = itertools.count()
+        self._heap: DeadlineHeap[str] = DeadlineHeap()
+        #: Due, waiting for a burst: address -> the time it was found due.
+        self._ready: OrderedDict[str, float] = OrderedDict()
 
     def schedule(self, address: str, deadline: float) -> None:
-        entry = (deadline, next(self._order))
-        self._current[address] = entry
-        heapq.heappush(self._heap, (*entry, address))
+        self._ready.pop(address, None)
+        self._heap.schedule(address, deadline)
 
     def cancel(self, address: str) -> None:
-        self._current.pop(address, None)
+        self._ready.pop(address, None)
+        self._heap.cancel(address)
 
-    def peek(self) -> float | None:
-        heap, current = self._heap, self._current
-        while heap and current.get(heap[0][2]) != heap[0][:2]:
-            heapq.heappop(heap)
-        return heap[0][0] if heap else None
+    def next_deadline(self) -> float | None:
+        if self._ready:
+            # Everything ready was due no later than the heap's next deadline.
+            return next(iter(self._ready.values()))
+        return self._heap.next_deadline()
 
-    def pop(self) -> str:
-        """The earliest address (call :meth:`peek` first); it is unscheduled."""
-        _, _, address = heapq.heappop(self._heap)
-        del self._current[address]
-        return address
+    def pop_due(self, now: float, limit: int) -> list[str]:
+        """At most ``limit`` addresses due by ``now``, earliest first; they are unscheduled."""
+        for address in self._heap.pop_due(now):
+            self._ready[address] = now
+        ready = self._ready
+        return [ready.popitem(last=False)[0] for _ in range(min(limit, len(ready)))]
 
 
 @dataclass(slots=True)
@@ -257,8 +261,8 @@ class UnicastDelivery:
         #: Applies to copies scheduled from now on; a new value may be set at any time.
         self.settings = settings or DeliverySettings()
         self._members: dict[str, _Member] = {}
-        self._sends = _DeadlineQueue()
-        self._removals = _DeadlineQueue()
+        self._sends = _SendQueue()
+        self._removals: DeadlineHeap[str] = DeadlineHeap()
         self._pushes: dict[int, _PushProgress] = {}
         self._last_seq: int | None = None
         self._quiet_until = float("-inf")
@@ -349,13 +353,8 @@ class UnicastDelivery:
         self._remove_inactive(now)
         if now < self._quiet_until:
             return []
-        sent: list[Transmission] = []
-        burst = self.settings.burst
-        while len(sent) < burst:
-            deadline = self._sends.peek()
-            if deadline is None or deadline > now:
-                break
-            sent.append(self._send(self._members[self._sends.pop()], now))
+        due = self._sends.pop_due(now, self.settings.burst)
+        sent = [self._send(self._members[address], now) for address in due]
         if sent:
             self._quiet_until = now + self.settings.burst_interval
         return sent
@@ -363,10 +362,10 @@ class UnicastDelivery:
     def next_deadline(self) -> float | None:
         """When :meth:`transmissions` has something to do next."""
         times = []
-        send = self._sends.peek()
+        send = self._sends.next_deadline()
         if send is not None:
             times.append(max(send, self._quiet_until))
-        removal = self._removals.peek()
+        removal = self._removals.next_deadline()
         if removal is not None:
             times.append(removal)
         return min(times, default=None)
@@ -405,10 +404,12 @@ class UnicastDelivery:
         return sent
 
     def _remove_inactive(self, now: float) -> None:
-        while (deadline := self._removals.peek()) is not None and deadline <= now:
-            member = self._members.pop(self._removals.pop())
+        for address in self._removals.pop_due(now):
+            member = self._members.pop(address)
             owed = member.owed
             assert owed is not None and owed.kind is PushKind.REKEY
+            assert owed.removal_at is not None  # set with the removal deadline
+            deadline = owed.removal_at
             self._events.append(
                 MemberRemoved(self.group, member.address, owed.seq, owed.copies, deadline)
             )
