@@ -7,12 +7,13 @@ member2 127.0.0.12.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,19 +49,31 @@ def show_json(control: Path, *words: str) -> Any:
     return json.loads(result.stdout)
 
 
-@pytest.fixture
-def spec_network(
+SpecNetwork = tuple[dict[str, Path], dict[str, DaemonProcess]]
+
+
+@contextlib.contextmanager
+def running_spec_network(
     tmp_path: Path,
-) -> Iterator[tuple[dict[str, Path], dict[str, DaemonProcess]]]:
+    server_lines: Sequence[str] = (),
+    member_lines: Sequence[str] = (),
+    extra_args: Sequence[str] = (),
+) -> Iterator[SpecNetwork]:
+    """The spec's server, member1 and member2, each config plus the given lines.
+
+    Yields the control sockets and the daemons by name; stops every daemon at the end.
+    """
     port = free_port()
     daemons: dict[str, DaemonProcess] = {}
     try:
         for name in ("server", "member1", "member2"):
             conf = loopback_config(f"{name}.conf", tmp_path / f"{name}.conf")
+            extra = server_lines if name == "server" else member_lines
+            if extra:
+                conf.write_text(conf.read_text() + "\n".join(extra) + "\n")
             role = "server" if name == "server" else "member"
-            daemon = DaemonProcess(
-                groupvpn_argv(role, conf, port=port), tmp_path / f"{name}.log", name=name
-            ).start()
+            argv = groupvpn_argv(role, conf, port=port, extra=extra_args)
+            daemon = DaemonProcess(argv, tmp_path / f"{name}.log", name=name).start()
             daemons[name] = daemon
             ready = "key server running" if role == "server" else "member running"
             daemon.wait_for_line(ready, timeout=20)
@@ -70,3 +83,9 @@ def spec_network(
     finally:
         for daemon in daemons.values():
             daemon.stop()
+
+
+@pytest.fixture
+def spec_network(tmp_path: Path) -> Iterator[SpecNetwork]:
+    with running_spec_network(tmp_path) as network:
+        yield network
