@@ -1,4 +1,4 @@
-"""The group member core: phase 1 to the key server, then GROUPKEY-PULL, per VPN.
+"""The group member core: phase 1 to the key server, GROUPKEY-PULL, then rekeys, per VPN.
 
 Sans-IO like the endpoint under it.  For each configured group VPN the member
 brings up (or reuses) an IKE SA to the VPN's gateway, pulls the group's policy
@@ -6,19 +6,29 @@ and keys, and reports the result.  Anything that goes wrong (no answer, a
 refusal, a broken message, keys it cannot use) ends that attempt; the next
 one starts after a jittered exponential backoff, so a member never spins and a
 fleet of members does not retry in lockstep.  A registration is taken whole or
-not at all: its group SAs and its KEK are kept per VPN, until `clear`.
+not at all.
+
+After it, the VPN's keys live in a :class:`GroupKeys` (member/rekeys.py): the
+keys its scope policies accept, their activation and expiry, the KEK with the
+last SEQ accepted, the heartbeat watch and the group clock.  GROUPKEY-PUSH
+datagrams (exchange 33, on the IKE socket or a multicast one) are taken here
+before the IKE endpoint sees them.  The VPN registers again on its own when a
+key nears its end with no newer one, when heartbeats stop, or when one shows a
+missed rekey.  This module only coordinates: the rules live in the modules it
+drives.
 """
 
 from __future__ import annotations
 
-import enum
 import random
 import secrets
+import traceback
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 
 from groupvpn.gdoi.pull import NONCE_LENGTH, PullError, PullInitiator, Registration
+from groupvpn.gdoi.push_ack import derive_ack_key
+from groupvpn.gdoi.push_sig import sig_hash
 from groupvpn.ike.endpoint import IkeEndpoint
 from groupvpn.ike.events import (
     Address,
@@ -26,80 +36,51 @@ from groupvpn.ike.events import (
     IkeSaDeleted,
     IkeSaEstablished,
     IkeSaFailed,
+    InternalError,
     NotifyReceived,
 )
 from groupvpn.ike.sa import IkeSa
-from groupvpn.member.keys import GroupKek, GroupSa, UnusableTek, group_kek, group_sas
+from groupvpn.member.install import JsonDict, PolicyFilter, install_all
+from groupvpn.member.keyring import KeyStatus
+from groupvpn.member.keys import (
+    GroupKek,
+    UnusableTek,
+    activation_time_delay,
+    group_clock_ms,
+    group_kek,
+    group_sas,
+)
+from groupvpn.member.push_inbox import PushDrops, PushInbox
+from groupvpn.member.rekeys import AckSender, GroupKeys, RekeyStatus
+from groupvpn.member.vpn import (
+    GroupVpn,
+    MemberEvent,
+    Registered,
+    RegistrationFailed,
+    Reregistering,
+    VpnRecord,
+    VpnState,
+    VpnStatus,
+)
 from groupvpn.wire.buffer import DecodeError
 from groupvpn.wire.constants import ExchangeType, notify_name
 from groupvpn.wire.dialect import Dialect
 from groupvpn.wire.message import IsakmpHeader
+from groupvpn.wire.payloads import IdPayload
 
+__all__ = [
+    "GroupVpn",
+    "MemberCore",
+    "MemberEvent",
+    "Registered",
+    "RegistrationFailed",
+    "Reregistering",
+    "VpnState",
+    "VpnStatus",
+]
 
-@dataclass(frozen=True, slots=True)
-class GroupVpn:
-    """`[edit security group-vpn member ipsec vpn NAME]` as the core needs it."""
-
-    name: str
-    gateway: str
-    group_id: int
-
-
-class VpnState(enum.Enum):
-    CONNECTING = "connecting"  # phase 1 to the key server in progress
-    REGISTERING = "registering"  # GROUPKEY-PULL in progress
-    REGISTERED = "registered"
-    WAITING = "waiting to retry"
-
-
-@dataclass(frozen=True, slots=True)
-class Registered:
-    vpn: str
-    registration: Registration
-    #: The registration's group SAs with their keys (no key material in repr).
-    sas: tuple[GroupSa, ...] = ()
-    #: The group KEK, when the group has server-member communication.
-    kek: GroupKek | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class RegistrationFailed:
-    vpn: str
-    reason: str
-    retry_in: float
-
-
-MemberEvent = Registered | RegistrationFailed
-
-
-@dataclass
-class _Vpn:
-    config: GroupVpn
-    state: VpnState = VpnState.WAITING
-    pull: PullInitiator | None = None
-    pull_sa: IkeSa | None = None
-    last_sent: bytes | None = None
-    retransmits: int = 0
-    timer_at: float | None = 0.0  # start at once
-    failures: int = 0
-    last_error: str = ""
-    registration: Registration | None = None
-    registered_at: float | None = None
-    kek: GroupKek | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class VpnStatus:
-    """What `show security group-vpn member ike security-associations` reports per VPN."""
-
-    vpn: str
-    gateway: str
-    group_id: int
-    state: str
-    failures: int
-    last_error: str
-    next_attempt: float | None
-    registered_at: float | None
+#: Octet of the ISAKMP header that holds the exchange type.
+_EXCHANGE_TYPE_OFFSET = 18
 
 
 class MemberCore:
@@ -115,10 +96,17 @@ class MemberCore:
         retransmit_limit: int = 4,
         backoff_base: float = 2.0,
         backoff_max: float = 120.0,
+        policy_filter: PolicyFilter = install_all,
     ) -> None:
         self.ike = ike
         self.dialect = dialect
-        self._vpns = {vpn.name: _Vpn(vpn) for vpn in vpns}
+        self._vpns = {vpn.name: VpnRecord(vpn) for vpn in vpns}
+        self._keys = {
+            vpn.name: GroupKeys(vpn.name, vpn.group_id, vpn.heartbeat_threshold, policy_filter)
+            for vpn in vpns
+        }
+        self._inbox = PushInbox(self._keys, dialect)
+        self._outbox: list[tuple[bytes, Address]] = []
         self._random_bytes = random_bytes
         self._jitter = jitter or random.Random()
         self._retransmit_interval = retransmit_interval
@@ -131,16 +119,29 @@ class MemberCore:
     # -- the sans-IO interface ---------------------------------------------------------
 
     def receive_datagram(self, data: bytes, addr: Address, now: float) -> None:
+        # Rekeys come under the KEK, not an IKE SA: the endpoint would only drop them.
+        if len(data) > _EXCHANGE_TYPE_OFFSET and (
+            data[_EXCHANGE_TYPE_OFFSET] == ExchangeType.GROUPKEY_PUSH
+        ):
+            self._receive_push(data, addr, now)
+            return
         self.ike.receive_datagram(data, addr, now)
         self._drain_ike(now)
 
+    def receive_multicast(self, data: bytes, addr: Address, now: float) -> None:
+        """A datagram to a rekey multicast group: only a GROUPKEY-PUSH belongs there."""
+        self._receive_push(data, addr, now)
+
     def datagrams_to_send(self) -> list[tuple[bytes, Address]]:
-        return self.ike.datagrams_to_send()
+        out, self._outbox = self._outbox, []
+        return out + self.ike.datagrams_to_send()
 
     def get_timer(self) -> float | None:
         times = [vpn.timer_at for vpn in self._vpns.values() if vpn.timer_at is not None]
         if (ike_timer := self.ike.get_timer()) is not None:
             times.append(ike_timer)
+        for vpn in self._vpns.values():
+            times += self._keys[vpn.config.name].deadlines(vpn.state is VpnState.REGISTERED)
         return min(times) if times else None
 
     def handle_timer(self, now: float) -> None:
@@ -155,6 +156,10 @@ class MemberCore:
                     self._connect(vpn, now)
                 elif vpn.state is VpnState.CONNECTING:
                     self._fail(vpn, "no IKE SA to the key server", now)
+        for vpn in self._vpns.values():
+            keys = self._keys[vpn.config.name]
+            self._events.extend(keys.advance(now))
+            self._renew_if_due(vpn, now)
 
     def next_event(self) -> MemberEvent | IkeEvent | None:
         return self._events.popleft() if self._events else None
@@ -164,7 +169,7 @@ class MemberCore:
     def status(self, now: float) -> list[VpnStatus]:
         return [self._status(vpn, now) for vpn in self._vpns.values()]
 
-    def _status(self, vpn: _Vpn, now: float) -> VpnStatus:
+    def _status(self, vpn: VpnRecord, now: float) -> VpnStatus:
         waiting = vpn.state is VpnState.WAITING and vpn.timer_at is not None
         return VpnStatus(
             vpn=vpn.config.name,
@@ -186,23 +191,42 @@ class MemberCore:
 
     def keks(self) -> list[GroupKek]:
         """The KEK of every VPN registered to a group with server-member communication."""
-        return [vpn.kek for vpn in self._vpns.values() if vpn.kek is not None]
+        return [keys.kek for keys in self._keys.values() if keys.kek is not None]
+
+    @property
+    def push_drops(self) -> PushDrops:
+        """Pushes dropped, counted per reason (`drops.counts`)."""
+        return self._inbox.drops
+
+    def holds_kek(self, spi: bytes) -> bool:
+        return any(kek.spi == spi for kek in self.keks())
+
+    def key_status(self, now: float) -> list[KeyStatus]:
+        """Every group SA held, per VPN, with its state (pending, active, retiring)."""
+        return [status for keys in self._keys.values() for status in keys.key_status(now)]
+
+    def rekey_status(self, now: float) -> list[RekeyStatus]:
+        return [s for keys in self._keys.values() if (s := keys.rekey_status(now)) is not None]
+
+    def dynamic_policies(self) -> list[JsonDict]:
+        return [policy for keys in self._keys.values() for policy in keys.dynamic_policies()]
 
     def clear(self, now: float) -> None:
         """Drop every group SA and KEK and register again (`clear ... security-associations`)."""
         for vpn in self._vpns.values():
             vpn.registration = vpn.registered_at = None
-            vpn.kek = None
             vpn.failures = 0
+            self._events.extend(self._keys[vpn.config.name].clear(now))
             self._connect(vpn, now)
 
     # -- the steps ------------------------------------------------------------------------
 
-    def _connect(self, vpn: _Vpn, now: float) -> None:
-        sa = self.ike.established_with(vpn.config.gateway)
+    def _connect(self, vpn: VpnRecord, now: float) -> None:
+        sa = None if vpn.fresh_phase1 else self.ike.established_with(vpn.config.gateway)
         if sa is not None:
             self._start_pull(vpn, sa, now)
             return
+        vpn.fresh_phase1 = False
         vpn.state = VpnState.CONNECTING
         # One negotiation serves every VPN on the same gateway.
         if not any(
@@ -215,7 +239,7 @@ class MemberCore:
         # The IKE endpoint bounds phase 1 itself; this is only a backstop.
         vpn.timer_at = now + self._retransmit_interval * 2 ** (self._retransmit_limit + 2)
 
-    def _start_pull(self, vpn: _Vpn, sa: IkeSa, now: float) -> None:
+    def _start_pull(self, vpn: VpnRecord, sa: IkeSa, now: float) -> None:
         message_id = int.from_bytes(self._random_bytes(4), "big") or 1
         vpn.pull = PullInitiator(
             sa, vpn.config.group_id, message_id=message_id,
@@ -225,15 +249,17 @@ class MemberCore:
         vpn.state = VpnState.REGISTERING
         self._send_pull(vpn, vpn.pull.first_message(), now)
 
-    def _send_pull(self, vpn: _Vpn, data: bytes, now: float) -> None:
+    def _send_pull(self, vpn: VpnRecord, data: bytes, now: float) -> None:
         assert vpn.pull_sa is not None
         vpn.last_sent = data
         vpn.retransmits = 0
         vpn.timer_at = now + self._retransmit_interval
         self.ike.send(vpn.pull_sa, data)
 
-    def _retransmit_pull(self, vpn: _Vpn, now: float) -> None:
+    def _retransmit_pull(self, vpn: VpnRecord, now: float) -> None:
         if vpn.retransmits >= self._retransmit_limit or vpn.last_sent is None:
+            # A key server that restarted does not know our IKE SA and stays silent.
+            vpn.fresh_phase1 = True
             self._fail(vpn, f"no answer from the key server to GROUPKEY-PULL "
                             f"after {vpn.retransmits} retransmissions", now)  # fmt: skip
             return
@@ -260,26 +286,73 @@ class MemberCore:
         if progress.registration is not None:
             self._registered(vpn, progress.registration, now)
 
-    def _registered(self, vpn: _Vpn, registration: Registration, now: float) -> None:
+    def _registered(self, vpn: VpnRecord, registration: Registration, now: float) -> None:
         name = vpn.config.name
         try:
             kek = group_kek(name, registration, now)
             sas = group_sas(name, registration, now)
+            clock = group_clock_ms(registration.sa)
         except UnusableTek as exc:
             # Nothing of it is kept: keys we cannot rekey, or a policy we cannot
             # fully install, would leave the member half in the group.
             self._fail(vpn, f"unusable registration: {exc}", now)
             return
+        ack = self._ack_sender(vpn, kek)
         vpn.state = VpnState.REGISTERED
         vpn.timer_at = None
         vpn.registration = registration
         vpn.registered_at = now
-        vpn.kek = kek
         vpn.failures = 0
         vpn.last_error = ""
-        self._events.append(Registered(name, registration, tuple(sas), kek))
+        keys = self._keys[name]
+        atd = activation_time_delay(registration.sa)
+        changes, installed = keys.registered(sas, kek, atd, clock, ack, now)
+        self._events.append(Registered(name, registration, tuple(sas), kek, installed))
+        self._events.extend(changes)
 
-    def _fail(self, vpn: _Vpn, reason: str, now: float) -> None:
+    def _ack_sender(self, vpn: VpnRecord, kek: GroupKek | None) -> AckSender | None:
+        """The ACK key of the IKE SA this registration ran under, kept for its lifetime.
+
+        The key server knows us by the address it saw the registration come from,
+        which is the local address of that IKE SA.
+        """
+        sa = vpn.pull_sa
+        if kek is None or sa is None or sa.keys is None:
+            return None
+        key = derive_ack_key(
+            sig_hash(kek.sig_hash.algorithm), sa.keys.skeyid_a,
+            sa.initiator_cookie + sa.responder_cookie,
+        )  # fmt: skip
+        return AckSender(IdPayload.ipv4(self.ike.local_address), key)
+
+    # -- rekeys ------------------------------------------------------------------------
+
+    def _receive_push(self, data: bytes, addr: Address, now: float) -> None:
+        try:
+            delivered = self._inbox.receive(data, addr, now)
+        except Exception:  # a bug must not stop the daemon: report it and carry on
+            self._events.append(InternalError(f"push from {addr[0]}", traceback.format_exc()))
+            return
+        self._events.extend(delivered.events)
+        if delivered.ack is not None:
+            self._outbox.append(delivered.ack)
+        if delivered.vpn is not None:
+            self._renew_if_due(self._vpns[delivered.vpn], now)
+
+    def _renew_if_due(self, vpn: VpnRecord, now: float) -> None:
+        """Register a registered VPN again when its keys or heartbeats say so."""
+        if vpn.state is not VpnState.REGISTERED:
+            return
+        keys = self._keys[vpn.config.name]
+        renewal = keys.renewal(now)
+        if renewal is None:
+            return
+        keys.stop_watching()
+        vpn.fresh_phase1 = vpn.fresh_phase1 or renewal.fresh_phase1
+        self._events.append(Reregistering(vpn.config.name, renewal.reason))
+        self._connect(vpn, now)
+
+    def _fail(self, vpn: VpnRecord, reason: str, now: float) -> None:
         vpn.failures += 1
         vpn.pull = None
         vpn.pull_sa = None
@@ -330,5 +403,5 @@ class MemberCore:
             ):
                 self._fail(vpn, f"key server refused: {notify_name(event.notify_type)}", now)
 
-    def _waiting_on(self, gateway: str, state: VpnState) -> list[_Vpn]:
+    def _waiting_on(self, gateway: str, state: VpnState) -> list[VpnRecord]:
         return [v for v in self._vpns.values() if v.config.gateway == gateway and v.state is state]

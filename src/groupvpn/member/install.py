@@ -10,13 +10,46 @@ is :mod:`groupvpn.policy`; this module maps group SAs onto it and produces the
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from ipaddress import IPv4Network
+from typing import Any, Protocol, TypeVar
 
-from groupvpn.member.keys import GroupSa
 from groupvpn.policy import GroupPolicy, SecurityPolicy, decide, dynamic_policies
 
+JsonDict = dict[str, Any]
 
-def group_policy_of(sa: GroupSa) -> GroupPolicy:
+
+class Selected(Protocol):
+    """What the install rule looks at: an SA TEK's SPI and selectors (a GroupSa, say)."""
+
+    @property
+    def spi(self) -> bytes: ...
+    @property
+    def source(self) -> IPv4Network: ...
+    @property
+    def destination(self) -> IPv4Network: ...
+    @property
+    def source_port(self) -> int: ...
+    @property
+    def destination_port(self) -> int: ...
+    @property
+    def protocol(self) -> int: ...
+
+
+S = TypeVar("S", bound=Selected)
+
+
+class PolicyFilter(Protocol):
+    """Given one VPN's group SAs: the ones to install, and the dynamic-policy view."""
+
+    def __call__(self, vpn: str, sas: list[S]) -> tuple[list[S], list[JsonDict]]: ...
+
+
+def install_all(vpn: str, sas: list[S]) -> tuple[list[S], list[JsonDict]]:
+    """No scope policies known: install every group SA, report no dynamic policies."""
+    return list(sas), []
+
+
+def group_policy_of(sa: Selected) -> GroupPolicy:
     """The group policy an SA TEK describes, named by its SPI (unique in the group)."""
     return GroupPolicy(
         name=f"spi-{sa.spi.hex()}",
@@ -34,11 +67,11 @@ class ScopePolicyFilter:
     def __init__(self, policies: Sequence[SecurityPolicy]) -> None:
         self.policies = tuple(policies)
 
-    def __call__(self, vpn: str, sas: list[GroupSa]) -> tuple[list[GroupSa], list[dict[str, Any]]]:
+    def __call__(self, vpn: str, sas: list[S]) -> tuple[list[S], list[JsonDict]]:
         by_name = {group_policy_of(sa).name: sa for sa in sas}
         decisions = decide([group_policy_of(sa) for sa in sas], self.policies, vpn)
         installed = {d.group_policy.name for d in decisions if d.installed}
-        view: list[dict[str, Any]] = []
+        view: list[JsonDict] = []
         for dynamic in dynamic_policies(decisions, self.policies):
             view.append(
                 {
@@ -73,7 +106,7 @@ class ScopePolicyFilter:
         return [sa for sa in sas if group_policy_of(sa).name in installed], view
 
 
-def _selectors(policy: GroupPolicy) -> dict[str, Any]:
+def _selectors(policy: GroupPolicy) -> JsonDict:
     return {
         "source": str(policy.source),
         "destination": str(policy.destination),

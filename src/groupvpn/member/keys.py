@@ -15,7 +15,10 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
+from groupvpn.config.model_groups import DEFAULT_ACTIVATION_TIME_DELAY
 from groupvpn.gdoi.pull import Registration
+from groupvpn.gdoi.push import HEARTBEAT_INTERVAL_ATTRIBUTE, read_group_clock
+from groupvpn.gdoi.push_ack import acks_requested
 from groupvpn.server.kek import (
     KEK_CIPHERS,
     REKEY_PROTOCOL_UDP,
@@ -27,7 +30,9 @@ from groupvpn.server.signing import public_key_fingerprint
 from groupvpn.server.tek import ESP_CIPHERS, ESP_INTEGRITY, EspCipher, EspIntegrity
 from groupvpn.wire.attributes import DataAttribute
 from groupvpn.wire.constants import IdType
+from groupvpn.wire.gdoi_kd import KeyDownloadPayload, KeyPacket
 from groupvpn.wire.gdoi_numbers import (
+    GapAttribute,
     IpsecAttribute,
     KdType,
     KekAttribute,
@@ -36,7 +41,7 @@ from groupvpn.wire.gdoi_numbers import (
     TekKeyAttribute,
     TekProtocol,
 )
-from groupvpn.wire.gdoi_sa import GdoiId, IpsecTek
+from groupvpn.wire.gdoi_sa import GdoiId, GdoiSaPayload, IpsecTek, SaKekPayload
 
 _CIPHERS_BY_WIRE = {(c.transform_id, c.key_length_attribute): c for c in ESP_CIPHERS.values()}
 _INTEGRITY_BY_WIRE = {i.algorithm: i for i in ESP_INTEGRITY.values()}
@@ -73,6 +78,18 @@ class GroupSa:
 
 
 @dataclass(frozen=True, slots=True)
+class TekSelectors:
+    """An SA TEK without its keys (what a heartbeat lists): enough for the install rule."""
+
+    spi: bytes
+    source: IPv4Network
+    destination: IPv4Network
+    source_port: int
+    destination_port: int
+    protocol: int
+
+
+@dataclass(frozen=True, slots=True)
 class GroupKek:
     """The group's rekey SA as this member received it: what GROUPKEY-PUSH will use."""
 
@@ -93,6 +110,20 @@ class GroupKek:
     public_key: RSAPublicKey = field(repr=False)
     #: SHA-256 of the public key as received, to compare with the key server's.
     public_key_fingerprint: str = ""
+    #: The key server wants an ACK of every push under this KEK (KEK_ACK_REQUESTED).
+    acks_requested: bool = False
+    #: Seconds between the key server's heartbeats (HEARTBEAT_INTERVAL_ATTRIBUTE);
+    #: None: it sends none, so there is nothing to watch.
+    heartbeat_interval: int | None = None
+
+    @property
+    def multicast_group(self) -> tuple[IPv4Address, int] | None:
+        """Where multicast rekeys arrive (group, port); None for unicast rekeys."""
+        data = self.destination.data
+        if self.destination.id_type != IdType.IPV4_ADDR or len(data) != 4:
+            return None
+        address = IPv4Address(data)
+        return (address, self.destination.port) if address.is_multicast else None
 
 
 class UnusableTek(ValueError):
@@ -105,21 +136,81 @@ class UnusableKek(UnusableTek):
 
 def group_sas(vpn: str, registration: Registration, received_at: float) -> list[GroupSa]:
     """Every usable SA TEK of a registration with its keys; raise UnusableTek otherwise."""
+    return tek_sas(
+        vpn, registration.group_id, registration.sa, registration.key_download, received_at
+    )
+
+
+def tek_sas(
+    vpn: str,
+    group_id: int,
+    sa: GdoiSaPayload,
+    key_download: KeyDownloadPayload,
+    received_at: float,
+) -> list[GroupSa]:
+    """Every SA TEK of an SA payload (a registration's or a rekey's) with its key from KD.
+
+    Raises UnusableTek for the first one the member cannot use: the message is
+    taken whole or not at all.
+    """
     keys = {
         packet.spi: {a.type: a.as_bytes() for a in packet.attributes}
-        for packet in registration.key_download.packets
+        for packet in key_download.packets
         if packet.kd_type == KdType.TEK
     }
     result = []
-    for sat in registration.sa.teks:
+    for sat in sa.teks:
         tek = sat.ipsec
         if sat.protocol_id != TekProtocol.IPSEC_ESP or tek is None:
             raise UnusableTek(f"SA TEK protocol {sat.protocol_id} is not ESP")
         material = keys.get(tek.spi)
         if material is None:
             raise UnusableTek(f"no key for SPI {tek.spi.hex()}")
-        result.append(_group_sa(vpn, registration.group_id, tek, material, received_at))
+        result.append(_group_sa(vpn, group_id, tek, material, received_at))
     return result
+
+
+def listed_teks(sa: GdoiSaPayload | None) -> list[TekSelectors]:
+    """The ESP SA TEKs a heartbeat lists, by SPI and selectors.
+
+    One whose selectors are not IPv4 addresses or subnets cannot be a key we
+    hold (a registration with it would have been refused), so it is left out.
+    """
+    result = []
+    for sat in sa.teks if sa is not None else ():
+        tek = sat.ipsec
+        if sat.protocol_id != TekProtocol.IPSEC_ESP or tek is None:
+            continue
+        try:
+            source, destination = _network(tek.src), _network(tek.dst)
+        except UnusableTek:
+            continue
+        result.append(
+            TekSelectors(tek.spi, source, destination, tek.src.port, tek.dst.port, tek.protocol)
+        )
+    return result
+
+
+def activation_time_delay(
+    sa: GdoiSaPayload, default: float = DEFAULT_ACTIVATION_TIME_DELAY
+) -> float:
+    """The group's activation-time-delay: the GAP's (RFC 6407), else ``default``.
+
+    RFC 3547 (v1) has no way to say it, so a v1 member assumes the Junos default.
+    """
+    if sa.gap is not None:
+        for attribute in sa.gap.attributes:
+            if attribute.type == GapAttribute.ACTIVATION_TIME_DELAY:
+                return float(attribute.as_int())
+    return default
+
+
+def group_clock_ms(sa: GdoiSaPayload) -> int | None:
+    """The group clock (ms) the SA TEKs carry; UnusableTek if they disagree."""
+    try:
+        return read_group_clock(sa)
+    except ValueError as exc:
+        raise UnusableTek(str(exc)) from exc
 
 
 def _group_sa(
@@ -181,9 +272,24 @@ def group_kek(vpn: str, registration: Registration, received_at: float) -> Group
         if packets:
             raise UnusableKek("KD carries a KEK key packet but the SA has no SA KEK")
         return None
-    spi = sak.spi.hex()
     if registration.sequence is None:
-        raise UnusableKek(f"KEK {spi} comes without a SEQ")
+        raise UnusableKek(f"KEK {sak.spi.hex()} comes without a SEQ")
+    return kek_of(vpn, registration.group_id, sak, packets, registration.sequence, received_at)
+
+
+def kek_of(
+    vpn: str,
+    group_id: int,
+    sak: SaKekPayload,
+    packets: tuple[KeyPacket, ...],
+    sequence: int,
+    received_at: float,
+) -> GroupKek:
+    """A KEK from its SA KEK and the KD KEK packets (a registration's or a rollover's).
+
+    ``sequence`` is the SEQ that came with it: the baseline for the next push.
+    """
+    spi = sak.spi.hex()
     if len(packets) != 1 or packets[0].spi != sak.spi:
         found = ", ".join(p.spi.hex() for p in packets) or "none"
         raise UnusableKek(f"KD must carry one key packet for KEK {spi}; KEK packets: {found}")
@@ -212,21 +318,27 @@ def group_kek(vpn: str, registration: Registration, received_at: float) -> Group
         )
     stated = attributes.get(KekAttribute.KEK_KEY_LIFETIME)
     lifetime = DEFAULT_KEK_LIFETIME if stated is None else min(stated.as_int(), MAX_LIFETIME)
+    # Attributes we do not know (private use, or newer than RFC 6407) are ignored:
+    # the ones that change how pushes are read are all checked above.
+    interval = attributes.get(HEARTBEAT_INTERVAL_ATTRIBUTE)
     return GroupKek(
         vpn=vpn,
-        group_id=registration.group_id,
+        group_id=group_id,
         spi=sak.spi,
         cipher=cipher,
         sig_hash=sig_hash,
         signature_bits=public_key.key_size,
         source=sak.src,
         destination=sak.dst,
-        sequence=registration.sequence,
+        sequence=sequence,
         expires_at=received_at + lifetime,
         key=iv_and_key[cipher.block_size :],
         iv=iv_and_key[: cipher.block_size],
         public_key=public_key,
         public_key_fingerprint=public_key_fingerprint(public_der),
+        acks_requested=acks_requested(sak),
+        # 0 seconds would be a heartbeat storm, not a schedule: treated as none.
+        heartbeat_interval=(interval.as_int() or None) if interval is not None else None,
     )
 
 
