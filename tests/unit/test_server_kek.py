@@ -13,8 +13,10 @@ from unittest.mock import Mock
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from groupvpn.config import load_config_file
+from groupvpn.config import load_config, load_config_file
 from groupvpn.gdoi.pull import GroupOffer
+from groupvpn.gdoi.push import HEARTBEAT_INTERVAL_ATTRIBUTE
+from groupvpn.gdoi.push_ack import KEK_ACK_REQUESTED
 from groupvpn.runtime.binding import group_definitions
 from groupvpn.server import kek as kek_module
 from groupvpn.server.groups import GroupDefinition, GroupKeyServer
@@ -232,7 +234,46 @@ def test_a_group_without_server_member_communication_gets_no_kek_and_no_seq(sign
 
 def test_the_spec_server_configuration_binds_its_kek_policy():
     [group] = group_definitions(load_config_file(SPEC_SERVER))
-    assert group.kek == KekPolicy(KEK_CIPHERS["aes-128-cbc"], SIG_HASHES["md5"], 3600, None)
+    # Unicast rekeys: members ACK them; heartbeats every 300 s (the Junos default).
+    assert group.kek == KekPolicy(
+        KEK_CIPHERS["aes-128-cbc"], SIG_HASHES["md5"], 3600, None, heartbeat=300,
+        acks_requested=True,
+    )  # fmt: skip
+    assert (group.delivery.number_of_retransmission, group.delivery.retransmission_period) == (
+        2, 10.0,
+    )  # fmt: skip
+    assert group.multicast_interface is None
+
+
+def test_the_sa_kek_asks_for_acks_and_announces_heartbeats_after_rfc_3547s_attributes(
+    signing_key: SigningKey,
+):
+    policy = replace(UNICAST, heartbeat=300, acks_requested=True)
+    sak = _offer(GroupKeyServer([replace(KEK_GROUP, kek=policy)], V1, signing_key=signing_key),
+                 0.0).sa.kek  # fmt: skip
+    assert sak is not None
+    assert sak.attributes[-2:] == (
+        DataAttribute(KEK_ACK_REQUESTED, 1), DataAttribute(HEARTBEAT_INTERVAL_ATTRIBUTE, 300),
+    )  # fmt: skip
+    assert [a.type for a in sak.attributes] == sorted(a.type for a in sak.attributes)
+    with pytest.raises(ValueError, match="not acknowledged"):
+        replace(policy, multicast_group=IPv4Address("239.1.1.1"))
+
+
+def test_a_multicast_group_binds_its_outgoing_interface_address():
+    text = SPEC_SERVER.read_text().replace(
+        "communication-type unicast",
+        "communication-type multicast\n"
+        "set security group-vpn server group g1 server-member-communication multicast-group "
+        "239.1.1.1\n"
+        "set security group-vpn server group g1 server-member-communication "
+        "multicast-outgoing-interface ge-0/0/1.0",
+    )
+    [group] = group_definitions(load_config(text))
+    assert group.kek is not None and group.kek.multicast_group == IPv4Address("239.1.1.1")
+    assert not group.kek.acks_requested
+    assert group.multicast_interface == "ge-0/0/1.0"
+    assert group.multicast_interface_address == IPv4Address("192.0.2.1")
 
 
 # -- known answers: the Cisco reference trace ----------------------------------------------------

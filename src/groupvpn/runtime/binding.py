@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from ipaddress import IPv4Address
+
 from groupvpn.config.model import Config, Identity, IkeGateway, IkeProposal
-from groupvpn.config.model_groups import ServerMemberCommunication
+from groupvpn.config.model_groups import ServerGroup, ServerMemberCommunication
 from groupvpn.crypto.ciphers import CIPHERS
 from groupvpn.crypto.dh import MODP_GROUPS
 from groupvpn.crypto.hashes import HASHES
 from groupvpn.ike.policy import Phase1Peer, Phase1Proposal
 from groupvpn.member.core import GroupVpn
 from groupvpn.policy import Application, PortRange, SecurityPolicy
+from groupvpn.server.delivery import DeliverySettings
 from groupvpn.server.groups import GroupDefinition
 from groupvpn.server.kek import KEK_CIPHERS, SIG_HASHES, KekPolicy
 from groupvpn.server.tek import ESP_CIPHERS, ESP_INTEGRITY, GroupPolicySpec
@@ -58,43 +62,76 @@ def group_definitions(config: Config) -> list[GroupDefinition]:
     """`[edit security group-vpn server group]` as the key server core's groups."""
     if config.server is None:
         return []
-    return [
-        GroupDefinition(
-            name=group.name,
-            group_id=group.group_id,
-            gateways=frozenset(gateway.name for gateway in group.ike_gateways),
-            policies=tuple(
-                GroupPolicySpec(
-                    name=match.name,
-                    source=match.source,
-                    destination=match.destination,
-                    source_port=match.source_port,
-                    destination_port=match.destination_port,
-                    protocol=match.protocol,
-                    cipher=ESP_CIPHERS[sa.proposal.encryption_algorithm],
-                    integrity=ESP_INTEGRITY[sa.proposal.authentication_algorithm],
-                    lifetime_seconds=sa.proposal.lifetime_seconds,
-                )
-                for sa in group.ipsec_sas
-                for match in sa.match_policies
-            ),
-            activation_time_delay=group.activation_time_delay,
-            server_address=group.server_address,
-            kek=kek_policy(group.server_member_communication),
-        )
-        for group in config.server.groups.values()
-    ]
+    return [group_definition(config, group) for group in config.server.groups.values()]
+
+
+def group_definition(config: Config, group: ServerGroup) -> GroupDefinition:
+    smc = group.server_member_communication
+    definition = GroupDefinition(
+        name=group.name,
+        group_id=group.group_id,
+        gateways=frozenset(gateway.name for gateway in group.ike_gateways),
+        policies=tuple(
+            GroupPolicySpec(
+                name=match.name,
+                source=match.source,
+                destination=match.destination,
+                source_port=match.source_port,
+                destination_port=match.destination_port,
+                protocol=match.protocol,
+                cipher=ESP_CIPHERS[sa.proposal.encryption_algorithm],
+                integrity=ESP_INTEGRITY[sa.proposal.authentication_algorithm],
+                lifetime_seconds=sa.proposal.lifetime_seconds,
+            )
+            for sa in group.ipsec_sas
+            for match in sa.match_policies
+        ),
+        activation_time_delay=group.activation_time_delay,
+        server_address=group.server_address,
+        kek=kek_policy(smc),
+    )
+    if smc is None:
+        return definition
+    # How rekeys leave: retransmissions (unicast), the multicast interface and its address.
+    interface = smc.multicast_outgoing_interface if smc.communication_type == "multicast" else None
+    return replace(
+        definition,
+        delivery=DeliverySettings(
+            number_of_retransmission=smc.number_of_retransmission,
+            retransmission_period=float(smc.retransmission_period),
+        ),
+        multicast_interface=interface,
+        multicast_interface_address=(
+            None if interface is None else interface_address(config, interface)
+        ),
+    )
+
+
+def interface_address(config: Config, name: str) -> IPv4Address | None:
+    """The first IPv4 address of a Junos logical interface (``ge-0/0/1.0``; no unit: 0)."""
+    physical, _, unit = name.partition(".")
+    interface = config.interfaces.get(physical)
+    if interface is None or not (unit or "0").isdigit():
+        return None
+    found = interface.units.get(int(unit or "0"))
+    if found is None or not found.addresses:
+        return None
+    return found.addresses[0].ip
 
 
 def kek_policy(smc: ServerMemberCommunication | None) -> KekPolicy | None:
     """`server-member-communication` as the group's KEK policy (none: no KEK, no SEQ)."""
     if smc is None:
         return None
+    multicast = smc.communication_type == "multicast"
     return KekPolicy(
         cipher=KEK_CIPHERS[smc.encryption_algorithm],
         sig_hash=SIG_HASHES[smc.sig_hash_algorithm],
         lifetime_seconds=smc.lifetime_seconds,
-        multicast_group=smc.multicast_group if smc.communication_type == "multicast" else None,
+        multicast_group=smc.multicast_group if multicast else None,
+        heartbeat=smc.heartbeat,
+        # Unicast rekeys are acknowledged; multicast ones are not (the spec).
+        acks_requested=not multicast,
     )
 
 

@@ -5,6 +5,11 @@ Informational exchanges) and takes every GROUPKEY-PULL message under an
 established SA: a :class:`PullResponder` per exchange, admission and member
 records from :class:`GroupKeyServer`.  A refused or broken registration gets a
 protected Notify with a reason, an event, and leaves no record behind.
+
+With a :class:`KeyServerRekeying` (shared by the cores of every local address)
+it also carries the rekeys: their timer joins the core's, unicast copies leave
+from this core's address, registrations are reported to it, and rekey ACKs are
+taken off the socket before the IKE endpoint sees them.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from groupvpn.ike.events import Address, IkeEvent
 from groupvpn.ike.informational import isakmp_notify, protected_informational
 from groupvpn.ike.sa import IkeSa
 from groupvpn.server.groups import GroupKeyServer, MemberRecord
+from groupvpn.server.rekey_events import RekeyEvent
+from groupvpn.server.rekeying import KeyServerRekeying, is_rekey_ack
 from groupvpn.wire.buffer import DecodeError
 from groupvpn.wire.constants import ExchangeType
 from groupvpn.wire.message import IsakmpHeader
@@ -52,7 +59,7 @@ class RegistrationDropped:
     reason: str
 
 
-ServerEvent = MemberRegistered | RegistrationRefused | RegistrationDropped
+ServerEvent = MemberRegistered | RegistrationRefused | RegistrationDropped | RekeyEvent
 
 
 class KeyServerCore:
@@ -61,10 +68,12 @@ class KeyServerCore:
         ike: IkeEndpoint,
         groups: GroupKeyServer,
         *,
+        rekeying: KeyServerRekeying | None = None,
         random_bytes: Callable[[int], bytes] = secrets.token_bytes,
     ) -> None:
         self.ike = ike
         self.groups = groups
+        self.rekeying = rekeying
         self._random_bytes = random_bytes
         self._pulls: OrderedDict[tuple[bytes, bytes, int], tuple[PullResponder, float]] = (
             OrderedDict()
@@ -75,17 +84,28 @@ class KeyServerCore:
     # -- the sans-IO interface, the IKE endpoint's plus ours ---------------------------
 
     def receive_datagram(self, data: bytes, addr: Address, now: float) -> None:
+        if self.rekeying is not None and is_rekey_ack(data):
+            self.rekeying.receive_ack(data, addr, now)
+            return
         self.ike.receive_datagram(data, addr, now)
 
     def datagrams_to_send(self) -> list[tuple[bytes, Address]]:
-        return self.ike.datagrams_to_send()
+        datagrams = self.ike.datagrams_to_send()
+        if self.rekeying is not None:
+            datagrams += self.rekeying.datagrams_from(self.ike.local_address)
+        return datagrams
 
     def get_timer(self) -> float | None:
-        times = [t for t in (self.ike.get_timer(), self._next_pull_expiry()) if t is not None]
+        rekeys = self.rekeying.next_deadline() if self.rekeying is not None else None
+        times = [
+            t for t in (self.ike.get_timer(), self._next_pull_expiry(), rekeys) if t is not None
+        ]
         return min(times) if times else None
 
     def handle_timer(self, now: float) -> None:
         self.ike.handle_timer(now)
+        if self.rekeying is not None:
+            self.rekeying.handle_timer(now)
         # A pull stays after it finished so a repeated message 3 gets message 4
         # again; one that stalled or finished long ago is forgotten.
         for key, (_, started) in list(self._pulls.items()):
@@ -95,6 +115,8 @@ class KeyServerCore:
     def next_event(self) -> ServerEvent | IkeEvent | None:
         if self._events:
             return self._events.popleft()
+        if self.rekeying is not None and (event := self.rekeying.next_event()) is not None:
+            return event
         return self.ike.next_event()
 
     def _next_pull_expiry(self) -> float | None:
@@ -144,3 +166,7 @@ class KeyServerCore:
         if progress.admitted is not None and responder.group_id is not None:
             record = self.groups.commit(responder.group_id, sa, now)
             self._events.append(MemberRegistered(record))
+            if self.rekeying is not None:
+                sequence = progress.admitted.sequence
+                local = self.ike.local_address
+                self.rekeying.member_registered(record, sa.peer, local, sequence, now)

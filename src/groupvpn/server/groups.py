@@ -9,6 +9,13 @@ made only when the member proved, with HASH(3), that it received the policy.
 A group with `server-member-communication` also has a KEK (the rekey SA) and a
 SEQ counter: the offer then carries the SA KEK first in the SA, the KD KEK
 packet first in the KD, and the current SEQ (gdoi-wire.md §4.1, §4.5, §5.1).
+Every SA TEK of an offer carries the group clock (docs/rekey-wire.md §4).
+
+For rekeys (``server.rekeying`` decides when) it hands out SEQs, replaces TEKs
+and the KEK, and says what a push carries: the group's whole current policy set,
+the next KEK on a rollover, and (v2) Deletes for the keys of withdrawn policies.
+It also keeps each member's ACK key, derived when HASH(3) verified; the key is
+secret and never appears in a repr, a view or a log.
 """
 
 from __future__ import annotations
@@ -18,7 +25,11 @@ from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address
 
 from groupvpn.gdoi.pull import GroupOffer, PullError
+from groupvpn.gdoi.push import PushContent, stamp_group_clock
+from groupvpn.gdoi.push_ack import AckKey, derive_ack_key
+from groupvpn.gdoi.push_sig import sig_hash
 from groupvpn.ike.sa import IkeSa
+from groupvpn.server.delivery import DeliverySettings
 from groupvpn.server.kek import Kek, KekPolicy, new_kek
 from groupvpn.server.reconfigure import GroupChange, diff_groups
 from groupvpn.server.signing import SigningKey
@@ -36,6 +47,7 @@ from groupvpn.wire.gdoi import (
     SaTekPayload,
 )
 from groupvpn.wire.gdoi_numbers import GapAttribute, TekProtocol
+from groupvpn.wire.payloads import DeletePayload
 
 #: The GDOI port, where rekeys come from and go to unless the daemon says otherwise.
 GDOI_PORT = 848
@@ -54,6 +66,12 @@ class GroupDefinition:
     server_address: IPv4Address | None = None
     #: `server-member-communication`: the group has a KEK and a SEQ; None: neither.
     kek: KekPolicy | None = None
+    #: `number-of-retransmission` and `retransmission-period` (unicast rekeys).
+    delivery: DeliverySettings = field(default_factory=DeliverySettings)
+    #: `multicast-outgoing-interface` (the Junos name) and its address, resolved
+    #: through `[edit interfaces]`; None when it names no configured address.
+    multicast_interface: str | None = None
+    multicast_interface_address: IPv4Address | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +95,13 @@ class _GroupState:
     members: dict[str, MemberRecord] = field(default_factory=dict)
     #: The group's current KEK (None until first needed, or without a KEK policy).
     kek: Kek | None = None
+    #: The KEK the last rollover replaced: copies of that rollover push, and their
+    #: ACKs, still name it until it expires.
+    previous_kek: Kek | None = None
+    #: Each member's ACK key (secret), by address, made when its HASH(3) verified.
+    ack_keys: dict[str, AckKey] = field(default_factory=dict, repr=False)
+    #: SPIs of TEKs whose group policy a reload deleted: the next v2 push deletes them.
+    withdrawn_spis: list[bytes] = field(default_factory=list)
     #: The rekey sequence number: 0 until the first GROUPKEY-PUSH, which sends 1
     #: (gdoi-wire.md §4.6).  Registrations carry the current value as the baseline.
     sequence: int = 0
@@ -107,11 +132,15 @@ class GroupKeyServer:
         *,
         signing_key: SigningKey | None = None,
         port: int = GDOI_PORT,
+        clock_offset: float = 0.0,
     ) -> None:
         self.dialect = dialect
         self.signing_key = signing_key
         #: The key server's UDP port: the source port of its rekeys.
         self.port = port
+        #: Wall-clock seconds minus the core's clock: the group clock is wall time,
+        #: so members of a restarted server see it go on, not start over.
+        self.clock_offset = clock_offset
         self._groups: dict[int, _GroupState] = {}
         #: Every KEK SPI handed out and not yet expired, over all groups: a member
         #: tells the KEKs of its groups apart by SPI (the PUSH cookies) alone.
@@ -151,7 +180,24 @@ class GroupKeyServer:
         state = self._groups[group_id]
         record = MemberRecord(state.definition.name, group_id, sa.peer[0], sa.policy.gateway, now)
         state.members[record.address] = record
+        kek = self._kek(state, now)
+        if kek is not None and sa.keys is not None:
+            # The member derives the same key from the same phase 1 SA and the
+            # SIG_HASH_ALGORITHM of the KEK it was just given (docs/rekey-wire.md §5).
+            cookies = sa.initiator_cookie + sa.responder_cookie
+            algorithm = sig_hash(kek.policy.sig_hash.algorithm)
+            state.ack_keys[record.address] = derive_ack_key(algorithm, sa.keys.skeyid_a, cookies)
+        else:
+            state.ack_keys.pop(record.address, None)
         return record
+
+    def remove_member(self, group_id: int, address: str) -> MemberRecord | None:
+        """Forget a member (it stopped ACKing): no record, no ACK key."""
+        state = self._groups.get(group_id)
+        if state is None:
+            return None
+        state.ack_keys.pop(address, None)
+        return state.members.pop(address, None)
 
     def reconfigure(self, groups: Iterable[GroupDefinition]) -> list[GroupChange]:
         """Run the groups of a reloaded configuration; say what changed.
@@ -184,12 +230,22 @@ class GroupKeyServer:
 
     def _redefine(self, state: _GroupState, new: GroupDefinition) -> None:
         kept = {policy.name for policy in new.policies if policy in state.definition.policies}
+        names = {policy.name for policy in new.policies}
+        state.withdrawn_spis += [
+            tek.spi for name, tek in state.current.items() if name not in names
+        ]
         state.current = {name: tek for name, tek in state.current.items() if name in kept}
         state.members = {
             address: record
             for address, record in state.members.items()
             if record.gateway in new.gateways
         }
+        if state.definition.kek is None and new.kek is not None:
+            # The spec: "When server-member communication for a group is configured,
+            # the group membership list is cleared."  Those members hold no KEK; they
+            # come back with their next registration.
+            state.members = {}
+        state.ack_keys = {a: k for a, k in state.ack_keys.items() if a in state.members}
         if new.name != state.definition.name:
             state.members = {
                 address: replace(record, group=new.name)
@@ -217,6 +273,14 @@ class GroupKeyServer:
         """The group's KEK (a fresh one if the last expired), None without a KEK policy."""
         return self._kek(self._groups[group_id], now)
 
+    def definition(self, group_id: int) -> GroupDefinition | None:
+        state = self._groups.get(group_id)
+        return None if state is None else state.definition
+
+    def group_clock(self, now: float) -> int:
+        """The group clock in milliseconds (docs/rekey-wire.md §4): wall time."""
+        return max(0, int((now + self.clock_offset) * 1000))
+
     def sequence(self, group_id: int) -> int | None:
         """The group's current SEQ, None for a group without a KEK (it sends no SEQ)."""
         state = self._groups[group_id]
@@ -234,6 +298,108 @@ class GroupKeyServer:
                               key.bits, key.fingerprint)
                 )  # fmt: skip
         return result
+
+    # -- rekeys ---------------------------------------------------------------------
+
+    def next_sequence(self, group_id: int) -> int:
+        """The SEQ of the group's next push (1 for the first); every push takes one."""
+        state = self._groups[group_id]
+        state.sequence += 1
+        return state.sequence
+
+    def rotate_teks(self, group_id: int, policies: Iterable[str], now: float) -> list[Tek]:
+        """A fresh TEK for each named group policy.  An old SPI stays reserved until it expires."""
+        state = self._groups[group_id]
+        by_name = {policy.name: policy for policy in state.definition.policies}
+        fresh = []
+        for name in policies:
+            policy = by_name.get(name)
+            if policy is None:
+                continue  # deleted by a reload meanwhile: nothing to renew
+            self._tek(state, policy, now)  # prunes expired SPIs
+            tek = new_tek(policy, now, set(state.spis))
+            state.current[name] = tek
+            state.spis[tek.spi] = tek.expires_at
+            fresh.append(tek)
+        state.offered_teks = None
+        return fresh
+
+    def next_kek(self, group_id: int, now: float) -> Kek:
+        """A fresh KEK for a rollover, its SPI reserved; current only after :meth:`activate_kek`.
+
+        The rollover push must still be protected by the current KEK, which the
+        members hold (docs/rekey-wire.md §2).
+        """
+        state = self._groups[group_id]
+        policy = state.definition.kek
+        if policy is None:
+            raise ValueError(f"group {state.definition.name} has no KEK")
+        self._kek(state, now)  # prunes expired SPIs
+        kek = new_kek(policy, now, set(self._kek_spis))
+        self._kek_spis[kek.spi] = kek.expires_at
+        return kek
+
+    def activate_kek(self, group_id: int, kek: Kek) -> None:
+        """``kek`` (from :meth:`next_kek`, now pushed) becomes current; the old one is kept."""
+        state = self._groups[group_id]
+        state.previous_kek, state.kek = state.kek, kek
+
+    def group_for_kek(self, spi: bytes, now: float) -> int | None:
+        """The group whose current or previous (not expired) KEK has this SPI."""
+        for group_id, state in self._groups.items():
+            for kek in (state.kek, state.previous_kek):
+                if kek is not None and kek.spi == spi and now < kek.expires_at:
+                    return group_id
+        return None
+
+    def ack_key(self, group_id: int, address: str) -> AckKey | None:
+        state = self._groups.get(group_id)
+        return None if state is None else state.ack_keys.get(address)
+
+    def push_content(
+        self,
+        group_id: int,
+        sequence: int,
+        now: float,
+        *,
+        new_kek: Kek | None = None,
+        local_address: str | None = None,
+    ) -> PushContent:
+        """A rekey: every current SA TEK and its key, the next KEK on a rollover, Deletes.
+
+        The SA KEK of a rollover names the group's `server-address` (else
+        ``local_address``) as the source.  Its destination is the multicast group,
+        or for unicast rekeys 0.0.0.0 port 0: one datagram goes to every member,
+        each at the address and port of its own registration.  Deletes (v2 only:
+        RFC 3547 pushes have no D) name the TEKs of policies a reload withdrew.
+        """
+        state = self._groups[group_id]
+        sa_teks, packets = self._tek_payloads(state, now)
+        sa_kek = None
+        if new_kek is not None:
+            assert self.signing_key is not None  # a KEK needs one (checked in __init__)
+            source = str(state.definition.server_address or local_address or "0.0.0.0")
+            multicast = new_kek.policy.multicast_group
+            destination = (
+                GdoiId.ipv4(str(multicast), self.port) if multicast is not None
+                else GdoiId.ipv4("0.0.0.0", 0)
+            )  # fmt: skip
+            sa_kek = new_kek.sa_kek(
+                now, GdoiId.ipv4(source, self.port), destination, self.signing_key.bits
+            )
+            packets = (new_kek.key_packet(self.signing_key.public_der), *packets)
+        deletes: tuple[DeletePayload, ...] = ()
+        if state.withdrawn_spis and self.dialect.has_gap:
+            spis = tuple(state.withdrawn_spis)
+            deletes = (DeletePayload(Doi.GDOI, TekProtocol.IPSEC_ESP, 4, spis),)
+        state.withdrawn_spis = []
+        sa = GdoiSaPayload(Doi.GDOI, 0, kek=sa_kek, teks=sa_teks) if sa_teks or sa_kek else None
+        key_download = KeyDownloadPayload(packets) if packets else None
+        return PushContent(sequence, sa, key_download, deletes, self.group_clock(now))
+
+    def heartbeat_teks(self, group_id: int, now: float) -> tuple[SaTekPayload, ...]:
+        """The SA TEKs a heartbeat lists: the current keys as a registration would get them."""
+        return self._tek_payloads(self._groups[group_id], now)[0]
 
     # -- building what a member downloads -------------------------------------------
 
@@ -281,6 +447,11 @@ class GroupKeyServer:
             )
             for tek in teks
         )
+        # The group clock as of this build, like the remaining lifetimes: at most
+        # a second old while the cache holds, far inside any anti-replay window.
+        # (Pushes stamp their own exact clock over it.)
+        unstamped = GdoiSaPayload(Doi.GDOI, 0, teks=sa_teks)
+        sa_teks = stamp_group_clock(unstamped, self.group_clock(now), self.dialect).teks
         packets = tuple(tek.key_packet() for tek in teks)
         state.offered_teks = (built_from, sa_teks, packets)
         return sa_teks, packets

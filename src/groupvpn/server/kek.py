@@ -15,6 +15,8 @@ import secrets
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 
+from groupvpn.gdoi.push import HEARTBEAT_INTERVAL_ATTRIBUTE
+from groupvpn.gdoi.push_ack import ack_requested_attribute
 from groupvpn.wire.attributes import DataAttribute
 from groupvpn.wire.gdoi_kd import KeyPacket
 from groupvpn.wire.gdoi_numbers import (
@@ -81,6 +83,16 @@ class KekPolicy:
     lifetime_seconds: int = 3600
     #: Where multicast rekeys go; None for unicast rekeys (each member's own address).
     multicast_group: IPv4Address | None = None
+    #: `heartbeat` seconds, announced in the SA KEK (HEARTBEAT_INTERVAL); None: no heartbeats.
+    heartbeat: int | None = None
+    #: Members ACK every push (KEK_ACK_REQUESTED): what unicast rekeys need
+    #: (``runtime.binding`` sets it for them).  The defaults, neither this nor a
+    #: heartbeat, give the plain RFC 3547 SA KEK the Cisco reference sends.
+    acks_requested: bool = False
+
+    def __post_init__(self) -> None:
+        if self.acks_requested and self.multicast_group is not None:
+            raise ValueError("multicast rekeys are not acknowledged")
 
     @property
     def communication_type(self) -> str:
@@ -108,7 +120,12 @@ class Kek:
         return max(0, int(self.expires_at - now))
 
     def attributes(self, now: float, signature_bits: int) -> tuple[DataAttribute, ...]:
-        """The SA KEK attributes, in type order as the Cisco reference sends them."""
+        """The SA KEK attributes, in type order as the Cisco reference sends them.
+
+        After RFC 3547's: KEK_ACK_REQUESTED for unicast rekeys (members ACK every
+        push, docs/rekey-wire.md §5) and our HEARTBEAT_INTERVAL (§3), both parsed
+        by the member side with the same constants from ``groupvpn.gdoi``.
+        """
         cipher = self.policy.cipher
         attributes = [DataAttribute.basic(KekAttribute.KEK_ALGORITHM, cipher.algorithm)]
         if cipher.key_length_attribute is not None:
@@ -125,6 +142,12 @@ class Kek:
             # Modulus bits, as the Cisco reference code checks it against the key.
             DataAttribute.basic(KekAttribute.SIG_KEY_LENGTH, signature_bits),
         ]
+        if self.policy.acks_requested:
+            attributes.append(ack_requested_attribute())
+        if self.policy.heartbeat is not None:
+            attributes.append(
+                DataAttribute.basic(HEARTBEAT_INTERVAL_ATTRIBUTE, self.policy.heartbeat)
+            )
         return tuple(attributes)
 
     def sa_kek(

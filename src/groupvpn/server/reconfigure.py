@@ -5,7 +5,10 @@ configuration, group by group (matched by group-id), and says in operator
 words what changed.  A change of group policies (added, deleted, changed) or of
 membership (an IKE gateway removed from the group, the KEK policy) means the
 members hold keys or policies that are no longer right: the group needs a
-rekey (issue 4, point 7).  Other changes take effect at the next registration.
+rekey (issue 4, point 7), and the change says which kind: a policy change
+renews the keys of the changed policies, a membership change every TEK and the
+KEK (``server.rekey.RENEWED_BY_REQUEST``).  Other changes take effect at the
+next registration, or (timers of `server-member-communication`) at once.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from groupvpn.server.rekey import RekeyReason
 
 if TYPE_CHECKING:  # groups.py imports this module
     from groupvpn.server.groups import GroupDefinition
@@ -26,6 +31,8 @@ class GroupChange:
     details: tuple[str, ...]
     #: The members must get new keys or policies: push a rekey.
     needs_rekey: bool
+    #: Why, for the rekey: a policy change and/or a membership change.
+    reasons: tuple[RekeyReason, ...] = ()
 
 
 def diff_groups(
@@ -40,12 +47,16 @@ def diff_groups(
         elif new is None and old is not None:
             changes.append(GroupChange(old.name, group_id, "removed", (), False))
         elif old is not None and new is not None and old != new:
-            details, rekey = _group_details(old, new)
-            changes.append(GroupChange(new.name, group_id, "changed", details, rekey))
+            details, reasons = _group_details(old, new)
+            changes.append(
+                GroupChange(new.name, group_id, "changed", details, bool(reasons), reasons)
+            )
     return changes
 
 
-def _group_details(old: GroupDefinition, new: GroupDefinition) -> tuple[tuple[str, ...], bool]:
+def _group_details(
+    old: GroupDefinition, new: GroupDefinition
+) -> tuple[tuple[str, ...], tuple[RekeyReason, ...]]:
     details: list[str] = []
     old_policies = {policy.name: policy for policy in old.policies}
     new_policies = {policy.name: policy for policy in new.policies}
@@ -64,6 +75,14 @@ def _group_details(old: GroupDefinition, new: GroupDefinition) -> tuple[tuple[st
         details.append(f"ike-gateway {gateway} removed")
     if old.kek != new.kek:
         details.append("server-member-communication changed")
+    if old.delivery != new.delivery:
+        details.append(
+            f"retransmissions {old.delivery.number_of_retransmission}x"
+            f"{old.delivery.retransmission_period:g}s -> "
+            f"{new.delivery.number_of_retransmission}x{new.delivery.retransmission_period:g}s"
+        )
+    if old.multicast_interface_address != new.multicast_interface_address:
+        details.append(f"multicast-outgoing-interface -> {new.multicast_interface or 'none'}")
     if old.activation_time_delay != new.activation_time_delay:
         details.append(
             f"activation-time-delay {old.activation_time_delay} -> {new.activation_time_delay}"
@@ -72,5 +91,12 @@ def _group_details(old: GroupDefinition, new: GroupDefinition) -> tuple[tuple[st
         details.append("server-address changed")
     if old.name != new.name:
         details.append(f"renamed from {old.name}")
-    needs_rekey = policies_changed or bool(removed_gateways) or old.kek != new.kek
-    return tuple(details), needs_rekey
+    reasons: list[RekeyReason] = []
+    if policies_changed:
+        reasons.append(RekeyReason.POLICY_CHANGE)
+    # A member whose gateway left must lose the keys, and new KEK attributes (cipher,
+    # heartbeat, communication type, ...) reach members only with a new KEK: both
+    # renew every TEK and the KEK, what a membership change does.
+    if removed_gateways or old.kek != new.kek:
+        reasons.append(RekeyReason.MEMBERSHIP_CHANGE)
+    return tuple(details), tuple(reasons)

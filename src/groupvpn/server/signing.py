@@ -7,9 +7,8 @@ SubjectPublicKeyInfo (gdoi-wire.md §4.5).  The private half stays inside
 public key only, and the one way out is :meth:`SigningKey.private_pem`, meant
 for writing it to a file of mode 0600.
 
-For now the server daemon generates the key in memory at start-up, so members
-must register again after a restart; persisting it (and signing rekeys) is the
-job of the rekey work, which only needs :meth:`from_pem` / :meth:`private_pem`.
+The server daemon keeps it in its state directory (``runtime.state``) through
+:meth:`from_pem` / :meth:`private_pem`, and signs rekeys with :meth:`push_signer`.
 """
 
 from __future__ import annotations
@@ -19,6 +18,8 @@ from typing import NoReturn
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+from groupvpn.gdoi.push_sig import RsaPushSigner
 
 DEFAULT_BITS = 2048
 #: The Cisco reference trace signs with RSA-1024 (gdoi-wire.md §9); nothing smaller.
@@ -68,6 +69,10 @@ class SigningKey:
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
+
+    def push_signer(self) -> RsaPushSigner:
+        """Signs GROUPKEY-PUSH digests with this key; the private key stays inside."""
+        return RsaPushSigner(self._private)
 
     @property
     def fingerprint(self) -> str:

@@ -1,0 +1,472 @@
+"""The key server's rekeys, heartbeats and ACKs for every group with a KEK, sans-IO.
+
+This joins the pure pieces: per group one :class:`GroupRekeyScheduler` (when),
+one delivery (:class:`UnicastDelivery` or :class:`MulticastDelivery`: who gets
+which copy when) and :class:`GroupKeyServer` (the keys, SEQ and members).  For
+each :class:`RekeyAction` it takes a fresh SEQ, renews what the action names
+(a fresh TEK per renewed policy; for a rollover the next KEK, which the push
+carries under the *current* KEK and which becomes current right after), builds
+and signs the push once, and keeps the datagram until the delivery says the
+push is complete.  Every paced :class:`Transmission` is a copy of it: unicast
+copies to the address and port the member registered from (what its SA KEK
+DST says), multicast copies to `multicast-group` at the server's port.
+
+It is driven like the other cores, and shared by the key server cores of
+every local address (``server.core.KeyServerCore``): each core folds
+:meth:`next_deadline` into its timer, calls :meth:`handle_timer`, sends
+:meth:`datagrams_from` its own address, hands it the ACKs that reach its
+socket (:func:`is_rekey_ack`) and reports registrations.  Whichever core's
+timer fires first does the work; the others find nothing left but their own
+datagrams.  The daemon sends :meth:`multicast_datagrams` on its multicast
+socket and asks for operator rekeys (:meth:`request_rekey`) and reloads
+(:meth:`reconfigure`).  Events (``server.rekey_events``) say what happened.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address
+
+from groupvpn.gdoi.push import KekMaterial, build_heartbeat, build_push
+from groupvpn.gdoi.push_ack import ACK_EXCHANGE_TYPE, AckKey, AckRejected, open_ack
+from groupvpn.gdoi.push_sig import DEFAULT_SIGNATURE_ENCODING, SignatureEncoding, sig_hash
+from groupvpn.ike.events import Address
+from groupvpn.server.delivery import (
+    DeliveryState,
+    MemberDeliveryStatus,
+    MemberRemoved,
+    MulticastDelivery,
+    PushCompleted,
+    PushKind,
+    UnicastDelivery,
+)
+from groupvpn.server.groups import GroupDefinition, GroupKeyServer, MemberRecord
+from groupvpn.server.kek import Kek
+from groupvpn.server.reconfigure import GroupChange
+from groupvpn.server.rekey import GroupRekeyScheduler, RekeyAction, RekeyReason, ScheduleSettings
+from groupvpn.server.rekey_events import (
+    AckDropped,
+    AckReceived,
+    HeartbeatSent,
+    MemberInactive,
+    RekeyCompleted,
+    RekeyEvent,
+    RekeyRetransmitted,
+    RekeySent,
+)
+from groupvpn.server.tek import Tek
+from groupvpn.wire.constants import HEADER_LENGTH, IdType
+from groupvpn.wire.payloads import IdPayload
+
+#: Seconds between two log lines about dropped ACKs of the same reason.
+ACK_DROP_REPORT_INTERVAL = 60.0
+_EXCHANGE_TYPE_OFFSET = 18
+
+
+def is_rekey_ack(data: bytes) -> bool:
+    """Whether a datagram on the server socket is a rekey ACK (not for the IKE endpoint)."""
+    return len(data) >= HEADER_LENGTH and data[_EXCHANGE_TYPE_OFFSET] == ACK_EXCHANGE_TYPE
+
+
+class RekeyRefused(ValueError):
+    """An operator rekey that cannot be done; the message is for the operator."""
+
+
+@dataclass(frozen=True, slots=True)
+class MulticastDatagram:
+    data: bytes
+    destination: Address
+    #: The address of `multicast-outgoing-interface`, when it names one.
+    interface: IPv4Address | None
+    group: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadOutcome:
+    changes: list[GroupChange]
+    #: The rekey each changed group got, by group-id.
+    rekeys: dict[int, RekeySent]
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    """Where a unicast member's copies go: its registration's peer, from which local address."""
+
+    peer: Address
+    local: str
+
+
+@dataclass(eq=False)
+class _GroupRekeys:
+    group_id: int
+    scheduler: GroupRekeyScheduler
+    delivery: UnicastDelivery | MulticastDelivery
+    datagrams: dict[int, bytes] = field(default_factory=dict, repr=False)
+    routes: dict[str, _Route] = field(default_factory=dict)
+    #: The keys the scheduler tracks, to notice the ones it does not know yet.
+    teks: dict[str, Tek] = field(default_factory=dict, repr=False)
+    kek: Kek | None = field(default=None, repr=False)
+    #: Policies a reload gave new keys, named by the next rekey.
+    fresh: set[str] = field(default_factory=set)
+
+
+class _DropReports:
+    """One report per reason and interval, with the count left out since the last."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def report(self, reason: str, now: float) -> int | None:
+        """None while rate limited, else how many went unreported before this one."""
+        last = self._last.get(reason)
+        if last is not None and now < last + ACK_DROP_REPORT_INTERVAL:
+            self._suppressed[reason] = self._suppressed.get(reason, 0) + 1
+            return None
+        self._last[reason] = now
+        return self._suppressed.pop(reason, 0)
+
+
+class KeyServerRekeying:
+    def __init__(
+        self,
+        groups: GroupKeyServer,
+        now: float,
+        *,
+        source_address: str | None = None,
+        encoding: SignatureEncoding = DEFAULT_SIGNATURE_ENCODING,
+    ) -> None:
+        self.groups = groups
+        #: The SA KEK source of a rollover when a group has no `server-address`.
+        self.source_address = source_address
+        self._encoding = encoding
+        self._rekeys: dict[int, _GroupRekeys] = {}
+        self._unicast: dict[str, list[tuple[bytes, Address]]] = {}
+        self._multicast: list[MulticastDatagram] = []
+        self._events: deque[RekeyEvent] = deque()
+        self._ack_drops = _DropReports()
+        for definition in groups.definitions():
+            self._add_group(definition, now)
+
+    # -- inputs --------------------------------------------------------------------------
+
+    def member_registered(
+        self, record: MemberRecord, peer: Address, local: str, sequence: int | None, now: float
+    ) -> None:
+        """A member's HASH(3) verified; its pull carried SEQ ``sequence``."""
+        state = self._rekeys.get(record.group_id)
+        if state is None:
+            return
+        state.routes[record.address] = _Route(peer, local)
+        state.delivery.add_member(record.address, now, sequence)
+        self._drain(state)
+        self._sync_keys(state, now)  # the offer may have made a key the scheduler lacks
+
+    def receive_ack(self, data: bytes, addr: Address, now: float) -> None:
+        def key_for(spi: bytes, identity: IdPayload) -> AckKey | None:
+            if identity.id_type != IdType.IPV4_ADDR or len(identity.data) != 4:
+                return None
+            group_id = self.groups.group_for_kek(spi, now)
+            if group_id is None:
+                return None
+            return self.groups.ack_key(group_id, str(IPv4Address(identity.data)))
+
+        opened = open_ack(data, key_for)
+        if isinstance(opened, AckRejected):
+            suppressed = self._ack_drops.report(opened.reason, now)
+            if suppressed is not None:
+                self._events.append(AckDropped(addr, opened.reason, opened.detail, suppressed))
+            return
+        group_id = self.groups.group_for_kek(opened.kek_spi, now)
+        state = None if group_id is None else self._rekeys.get(group_id)
+        if state is None:
+            return  # the key was found a moment ago, so this cannot happen; be safe
+        address = str(IPv4Address(opened.identity.data))
+        result = state.delivery.acked(address, opened.sequence, now)
+        self._events.append(AckReceived(state.delivery.group, address, opened.sequence, result))
+        self._drain(state)
+
+    def request_rekey(self, group: str, reason: RekeyReason, now: float) -> RekeySent:
+        """A rekey of ``group`` now (the operator's `request ... rekey`); what was sent."""
+        definition = next((d for d in self.groups.definitions() if d.name == group), None)
+        if definition is None:
+            raise RekeyRefused(f"group {group} is not configured")
+        state = self._rekeys.get(definition.group_id)
+        if state is None:
+            raise RekeyRefused(
+                f"group {group} has no server-member-communication: no rekeys are pushed; "
+                "members get new keys when they register again"
+            )
+        state.scheduler.request_rekey(reason, now)
+        sent = self._run(state, now)
+        assert sent is not None  # a request is due at once
+        return sent
+
+    def reconfigure(self, definitions: Iterable[GroupDefinition], now: float) -> ReloadOutcome:
+        """Run a reloaded configuration's groups and push the rekeys the changes need.
+
+        ValueError (from :meth:`GroupKeyServer.reconfigure`) leaves everything as it was.
+        """
+        before = {gid: self._spis(gid, now) for gid in self._rekeys}
+        changes = self.groups.reconfigure(definitions)
+        rekeys: dict[int, RekeySent] = {}
+        for change in changes:
+            group_id = change.group_id
+            definition = self.groups.definition(group_id)
+            state = self._rekeys.get(group_id)
+            if definition is None or definition.kek is None:
+                self._rekeys.pop(group_id, None)
+                continue
+            if state is None:
+                # New, or new to server-member-communication: its member list starts
+                # empty (the spec), so nobody holds a KEK to push to yet.
+                self._add_group(definition, now)
+                continue
+            self._redefine(state, definition, now)
+            after = self._spis(group_id, now)
+            old = before.get(group_id, {})
+            state.fresh |= {name for name, spi in after.items() if old.get(name) != spi}
+            for reason in change.reasons:
+                state.scheduler.request_rekey(reason, now)
+            if change.reasons:
+                sent = self._run(state, now)
+                if sent is not None:
+                    rekeys[group_id] = sent
+        return ReloadOutcome(changes, rekeys)
+
+    def handle_timer(self, now: float) -> None:
+        for state in list(self._rekeys.values()):
+            self._run(state, now)
+
+    # -- outputs -------------------------------------------------------------------------
+
+    def next_deadline(self) -> float | None:
+        times = []
+        for state in self._rekeys.values():
+            times.append(state.scheduler.next_deadline())
+            delivery = state.delivery.next_deadline()
+            if delivery is not None:
+                times.append(delivery)
+        earliest = min(times, default=math.inf)
+        return None if math.isinf(earliest) else earliest
+
+    def datagrams_from(self, local: str) -> list[tuple[bytes, Address]]:
+        """Unicast copies to send from the server socket on ``local``."""
+        return self._unicast.pop(local, [])
+
+    def multicast_datagrams(self) -> list[MulticastDatagram]:
+        datagrams, self._multicast = self._multicast, []
+        return datagrams
+
+    def next_event(self) -> RekeyEvent | None:
+        return self._events.popleft() if self._events else None
+
+    # -- views ---------------------------------------------------------------------------
+
+    def has_rekeys(self, group_id: int) -> bool:
+        return group_id in self._rekeys
+
+    def member_statuses(self, group_id: int) -> dict[str, MemberDeliveryStatus]:
+        state = self._rekeys.get(group_id)
+        if state is None:
+            return {}
+        return {status.address: status for status in state.delivery.statuses()}
+
+    def next_rekey_at(self, group_id: int) -> float | None:
+        state = self._rekeys.get(group_id)
+        return None if state is None else state.scheduler.next_rekey_at()
+
+    def next_heartbeat_at(self, group_id: int) -> float | None:
+        state = self._rekeys.get(group_id)
+        if state is None:
+            return None
+        at = state.scheduler.next_heartbeat_at()
+        return None if math.isinf(at) else at
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _add_group(self, definition: GroupDefinition, now: float) -> None:
+        if definition.kek is None:
+            return
+        scheduler = GroupRekeyScheduler(_schedule_settings(definition), now)
+        state = _GroupRekeys(definition.group_id, scheduler, self._new_delivery(definition))
+        self._rekeys[definition.group_id] = state
+        self._sync_keys(state, now)
+
+    def _new_delivery(self, definition: GroupDefinition) -> UnicastDelivery | MulticastDelivery:
+        assert definition.kek is not None
+        multicast = definition.kek.multicast_group
+        if multicast is not None:
+            return MulticastDelivery(definition.name, str(multicast))
+        return UnicastDelivery(definition.name, definition.delivery)
+
+    def _redefine(self, state: _GroupRekeys, definition: GroupDefinition, now: float) -> None:
+        settings = _schedule_settings(definition)
+        if settings != state.scheduler.settings:
+            state.scheduler.reconfigure(settings)
+        assert definition.kek is not None
+        multicast = definition.kek.multicast_group
+        delivery = state.delivery
+        same_type = (
+            isinstance(delivery, MulticastDelivery) and str(multicast) == delivery.destination
+        ) or (isinstance(delivery, UnicastDelivery) and multicast is None)
+        members = {record.address for record in self.groups.members(definition.name)}
+        if not same_type:
+            # Copies in flight belong to the old way of sending; the change's own
+            # rekey goes the new way to every member still listed.
+            state.delivery = delivery = self._new_delivery(definition)
+            state.datagrams.clear()
+            for address in members:
+                delivery.add_member(address, now)
+        elif isinstance(delivery, UnicastDelivery):
+            delivery.settings = definition.delivery
+        delivery.group = definition.name
+        for status in delivery.statuses():
+            if status.address not in members:  # its IKE gateway left the group
+                delivery.remove_member(status.address, now)
+        state.routes = {a: route for a, route in state.routes.items() if a in members}
+        self._sync_keys(state, now)
+
+    def _spis(self, group_id: int, now: float) -> dict[str, bytes]:
+        return {tek.policy.name: tek.spi for tek in self.groups.current_teks(group_id, now)}
+
+    def _sync_keys(self, state: _GroupRekeys, now: float) -> None:
+        """Tell the scheduler about every current key it does not track yet."""
+        scheduler = state.scheduler
+        current = {tek.policy.name: tek for tek in self.groups.current_teks(state.group_id, now)}
+        for name, tek in current.items():
+            if state.teks.get(name) is not tek:
+                state.teks[name] = tek
+                scheduler.track_tek(name, tek)
+        for name in [name for name in state.teks if name not in current]:
+            del state.teks[name]
+            scheduler.forget_tek(name)
+        kek = self.groups.current_kek(state.group_id, now)
+        if kek is not state.kek:
+            state.kek = kek
+            scheduler.track_kek(kek)
+
+    def _run(self, state: _GroupRekeys, now: float) -> RekeySent | None:
+        """Due pushes, then due copies and what the delivery reports; the rekey sent, if any."""
+        self._sync_keys(state, now)
+        sent = None
+        for action in state.scheduler.due(now):
+            event = self._push(state, action, now)
+            if isinstance(event, RekeySent):
+                sent = event
+        self._transmit(state, now)
+        return sent
+
+    def _push(self, state: _GroupRekeys, action: RekeyAction, now: float) -> RekeyEvent:
+        groups, group_id = self.groups, state.group_id
+        kek = groups.current_kek(group_id, now)  # what members hold: it protects this push
+        signing_key = groups.signing_key
+        assert kek is not None and signing_key is not None  # a group with a KEK has both
+        material = KekMaterial.named(kek.spi, kek.policy.cipher.name, kek.key, kek.iv)
+        signer, spec = signing_key.push_signer(), sig_hash(kek.policy.sig_hash.algorithm)
+        definition = groups.definition(group_id)
+        assert definition is not None
+        delivery = state.delivery
+        members: int | None = None
+        destination = None
+        if isinstance(delivery, MulticastDelivery):
+            destination = f"{delivery.destination}:{groups.port}"
+        elif action.kind is PushKind.HEARTBEAT:
+            # A member still owing a rekey ACK gets that rekey's copies, not the heartbeat.
+            members = sum(s.state is DeliveryState.ACTIVE for s in delivery.statuses())
+        else:
+            members = len(delivery.statuses())
+        if action.kind is PushKind.HEARTBEAT:
+            seq = groups.next_sequence(group_id)
+            teks = groups.heartbeat_teks(group_id, now)
+            data = build_heartbeat(seq, teks, groups.group_clock(now), material, signer, spec,
+                                   dialect=groups.dialect, encoding=self._encoding)  # fmt: skip
+            event: RekeyEvent = HeartbeatSent(definition.name, group_id, seq, members, destination)
+        else:
+            for name in action.renew_teks:
+                state.teks.pop(name, None)  # re-tracked below with its replacement
+            groups.rotate_teks(group_id, action.renew_teks, now)
+            new_kek = groups.next_kek(group_id, now) if action.renew_kek else None
+            seq = groups.next_sequence(group_id)
+            content = groups.push_content(
+                group_id, seq, now, new_kek=new_kek, local_address=self.source_address
+            )
+            data = build_push(content, material, signer, spec,
+                              dialect=groups.dialect, encoding=self._encoding)  # fmt: skip
+            if new_kek is not None:
+                groups.activate_kek(group_id, new_kek)
+            renewed = {*action.renew_teks, *state.fresh}
+            state.fresh = set()
+            event = RekeySent(
+                definition.name, group_id, seq, tuple(str(r) for r in action.reasons), members,
+                destination, tuple(p.name for p in definition.policies if p.name in renewed),
+                new_kek is not None, sum(len(d.spis) for d in content.deletes),
+            )  # fmt: skip
+            self._sync_keys(state, now)
+        state.datagrams[seq] = data
+        delivery.add_push(seq, action.kind, now)
+        self._events.append(event)
+        return event
+
+    def _transmit(self, state: _GroupRekeys, now: float) -> None:
+        delivery = state.delivery
+        definition = self.groups.definition(state.group_id)
+        assert definition is not None
+        if isinstance(delivery, MulticastDelivery):
+            destination = (delivery.destination, self.groups.port)
+            for copy in delivery.transmissions(now):
+                data = state.datagrams.get(copy.seq)
+                if data is not None:
+                    self._multicast.append(
+                        MulticastDatagram(data, destination,
+                                          definition.multicast_interface_address, definition.name)
+                    )  # fmt: skip
+        else:
+            limit = 1 + delivery.settings.number_of_retransmission
+            for copy in delivery.transmissions(now):
+                data = state.datagrams.get(copy.seq)
+                route = state.routes.get(copy.destination)
+                if data is None or route is None:
+                    continue
+                self._unicast.setdefault(route.local, []).append((data, route.peer))
+                if copy.copy > 1:
+                    self._events.append(
+                        RekeyRetransmitted(definition.name, copy.destination, copy.seq,
+                                           copy.copy, limit)
+                    )  # fmt: skip
+        self._drain(state)
+
+    def _drain(self, state: _GroupRekeys) -> None:
+        """What the delivery reports: removals to carry out, pushes to forget."""
+        delivery = state.delivery
+        for event in delivery.events():
+            if isinstance(event, MemberRemoved):
+                self.groups.remove_member(state.group_id, event.address)
+                state.routes.pop(event.address, None)
+                self._events.append(
+                    MemberInactive(delivery.group, state.group_id, event.address, event.seq,
+                                   event.copies)
+                )  # fmt: skip
+            elif isinstance(event, PushCompleted):
+                state.datagrams.pop(event.seq, None)
+                if event.kind is PushKind.REKEY and isinstance(delivery, UnicastDelivery):
+                    self._events.append(
+                        RekeyCompleted(delivery.group, event.seq, event.acked, event.removed,
+                                       event.withdrawn, event.completed_at - event.started_at)
+                    )  # fmt: skip
+
+
+def _schedule_settings(definition: GroupDefinition) -> ScheduleSettings:
+    assert definition.kek is not None
+    heartbeat = definition.kek.heartbeat
+    # No heartbeat interval announced: none are sent (the SA KEK says so to members).
+    interval = math.inf if heartbeat is None else float(heartbeat)
+    return ScheduleSettings(float(definition.activation_time_delay), interval)
+
+
+def registered_state(status: MemberDeliveryStatus | None) -> str:
+    """A member's state for `show ... registered-members` (no KEK: just registered)."""
+    return DeliveryState.REGISTERED.value if status is None else status.state_text
