@@ -9,18 +9,26 @@ def ipsec_security_associations(view: JsonDict) -> str:
     sas = view["security-associations"]
     rows = [
         (sa["vpn"], sa["group-id"], sa["spi"], f"ESP:{sa['encryption']}/{sa['authentication']}",
-         sa["lifetime-remaining"], sa["source"], sa["destination"])
+         sa.get("state"), sa["lifetime-remaining"], sa.get("activates-in"), sa["source"],
+         sa["destination"])
         for sa in sas
     ]  # fmt: skip
-    header = f"  Total active group SAs: {len(sas)}"
+    active = sum(1 for sa in sas if sa.get("state", "active") == "active")
+    header = f"  Total group SAs: {len(sas)}, active: {active}"
     text = table(
-        ("VPN", "Group", "SPI", "Algorithm", "Life:sec", "Source", "Destination"), rows, "  "
-    )
+        ("VPN", "Group", "SPI", "Algorithm", "State", "Life:sec", "Activates:sec", "Source",
+         "Destination"),
+        rows, "  ",
+    )  # fmt: skip
     return f"{header}\n{text}"
 
 
 def kek_security_associations(view: JsonDict) -> str:
-    """Like Junos `show security group-vpn member kek security-associations`."""
+    """Like Junos `show security group-vpn member kek security-associations`.
+
+    Then, when the daemon reports them, what came under each KEK (rekeys,
+    heartbeats, ACKs) and the pushes dropped per reason.
+    """
     sas = view["security-associations"]
     rows = [
         (sa["index"], sa["vpn"], sa["group-id"], sa["source"], sa["initiator-cookie"],
@@ -35,4 +43,24 @@ def kek_security_associations(view: JsonDict) -> str:
          "Algorithm", "Life:sec", "Seq"),
         rows,
     )  # fmt: skip
-    return f"  Total KEK SAs: {len(sas)}\n{text}"
+    text = f"  Total KEK SAs: {len(sas)}\n{text}"
+    rekeys = [sa for sa in sas if "rekeys-received" in sa]
+    if rekeys:
+        text += "\n\n" + table(
+            ("VPN", "Rekeys", "ACKs", "Heartbeats", "Interval", "Threshold", "Detection",
+             "Last heard", "Missed"),
+            [
+                (sa["vpn"], sa["rekeys-received"],
+                 sa["acks-sent"] if sa["acks-requested"] else "off",
+                 sa["heartbeats-received"],
+                 None if sa["heartbeat-interval"] is None else f"{sa['heartbeat-interval']}s",
+                 sa["heartbeat-threshold"], "on" if sa["heartbeat-detection"] else "off",
+                 sa["heartbeat-last-heard"], sa["heartbeats-missed"])
+                for sa in rekeys
+            ],
+        )  # fmt: skip
+    drops = view.get("push-rejections")
+    if drops is not None:
+        counts = ", ".join(f"{reason} {count}" for reason, count in drops.items())
+        text += f"\n\n  Pushes dropped: {counts}"
+    return text

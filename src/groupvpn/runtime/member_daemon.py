@@ -1,9 +1,11 @@
-"""``groupvpn member``: registers each configured group VPN with its key server.
+"""``groupvpn member``: registers each configured group VPN and follows its rekeys.
 
 With group VPNs configured it runs until SIGTERM/SIGINT, registering (and
-registering again after failures, with backoff) and answering `show` and
-`clear` on its control socket.  With IKE gateways only, it checks phase 1 to
-each and stops: exit 0 if every one came up.
+registering again after failures, with backoff, or when heartbeats or key
+lifetimes say so), taking GROUPKEY-PUSH rekeys on its IKE socket and on the
+multicast groups its KEKs name, and answering `show` and `clear` on its
+control socket.  With IKE gateways only, it checks phase 1 to each and stops:
+exit 0 if every one came up.
 
 ``--dataplane none`` (the only data plane so far) keeps keys and dynamic
 policies in the control plane without forwarding packets.
@@ -12,27 +14,31 @@ policies in the control plane without forwarding packets.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import logging
-from collections.abc import Callable, Sequence
+import socket
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from ipaddress import IPv4Address
 from typing import Any
 
-from groupvpn.config.model import IkeGateway
+from groupvpn.config.model import Config, IkeGateway
 from groupvpn.ike.events import IkeSaEstablished, IkeSaFailed
-from groupvpn.member.core import GroupVpn, MemberCore, Registered
-from groupvpn.member.keys import GroupSa
+from groupvpn.member.core import GroupVpn, MemberCore, Registered, Reregistering
+from groupvpn.member.install import PolicyFilter, install_all
+from groupvpn.member.keyring import ChangeKind, KeyChange
+from groupvpn.member.push_inbox import PushDropped
+from groupvpn.member.rekeys import HeartbeatReceived, RekeyApplied
 from groupvpn.runtime import member_views, views
 from groupvpn.runtime.base import Daemon, DaemonOptions, group_by_local_address
 from groupvpn.runtime.control import DEFAULT_MEMBER_SOCKET
+from groupvpn.runtime.udp import EndpointProtocol
 
 log = logging.getLogger("groupvpn")
 
-#: Given the group SAs of one registration, which to install and the dynamic-policy view.
-PolicyFilter = Callable[[str, list[GroupSa]], tuple[list[GroupSa], list[dict[str, Any]]]]
-
-
-def install_all(vpn: str, sas: list[GroupSa]) -> tuple[list[GroupSa], list[dict[str, Any]]]:
-    """No scope policies known: install every group SA, report no dynamic policies."""
-    return sas, []
+__all__ = ["PolicyFilter", "install_all", "member_settings", "run_member"]
 
 
 async def run_member(
@@ -40,30 +46,46 @@ async def run_member(
     vpns: Sequence[GroupVpn],
     options: DaemonOptions,
     policy_filter: PolicyFilter = install_all,
+    *,
+    config: Config | None = None,
 ) -> int:
+    """Run the member.  ``config``: the whole configuration, for the settings of each
+    VPN that ``vpns`` may not carry (heartbeat-threshold, the external interface)."""
     if not vpns:
         return await _check_phase1(gateways, options)
-    daemon = Daemon(options)
+    interfaces: dict[str, IPv4Address] = {}
+    if config is not None:
+        vpns, interfaces = member_settings(config, vpns)
+    daemon = MemberDaemon(options)
     daemon.open_debug_keys()
     loop = asyncio.get_running_loop()
     cores: list[MemberCore] = []
-    installed: dict[str, list[GroupSa]] = {}
-    dynamic: dict[str, list[dict[str, Any]]] = {}
+    multicast = MulticastListeners(loop)
 
-    def on_registered(event: object) -> None:
-        if not isinstance(event, Registered):
-            return
-        # The core took the registration only if every SA TEK and the KEK are usable.
-        sas = list(event.sas)
-        accepted, policies = policy_filter(event.vpn, sas)
-        installed[event.vpn], dynamic[event.vpn] = accepted, policies
-        rejected = len(sas) - len(accepted)
-        log.info(
-            "group SAs installed: vpn=%s installed=%d rejected=%d dynamic-policies=%d",
-            event.vpn, len(accepted), rejected, len(policies),
-        )  # fmt: skip
+    def sync_multicast() -> None:
+        wanted: dict[tuple[str, int], set[str]] = {}
+        for core, _ in daemon.member_cores:
+            for kek in core.keks():
+                if (group := kek.multicast_group) is not None:
+                    address = interfaces.get(kek.vpn, IPv4Address(core.ike.local_address))
+                    wanted.setdefault((str(group[0]), group[1]), set()).add(str(address))
+        multicast.sync(wanted, daemon.member_cores)
 
-    daemon.listeners.append(on_registered)
+    def on_event(event: object) -> None:
+        if isinstance(event, Registered):
+            dynamic = [
+                p for c, _ in daemon.member_cores for p in c.dynamic_policies()
+                if p["vpn"] == event.vpn
+            ]  # fmt: skip
+            log.info(
+                "group SAs installed: vpn=%s installed=%d rejected=%d dynamic-policies=%d",
+                event.vpn, event.installed, len(event.sas) - event.installed,
+                sum(1 for p in dynamic if p.get("installed", True)),
+            )  # fmt: skip
+        if isinstance(event, Registered | RekeyApplied):
+            sync_multicast()  # a new KEK may name another multicast group
+
+    daemon.listeners.append(on_event)
     for local, local_gateways in group_by_local_address(gateways).items():
         names = {g.name for g in local_gateways}
         local_vpns = [vpn for vpn in vpns if vpn.gateway in names]
@@ -74,19 +96,20 @@ async def run_member(
             endpoint, local_vpns, options.dialect,
             retransmit_interval=options.retransmit_interval,
             retransmit_limit=options.retransmit_limit,
+            policy_filter=policy_filter,
         )  # fmt: skip
         cores.append(core)
-        await daemon.listen(core, local, ", ".join(sorted(names)))
+        protocol = await daemon.listen(core, local, ", ".join(sorted(names)))
+        daemon.member_cores.append((core, protocol))
 
     def clock() -> views.Clock:
         return views.Clock(loop.time())
 
     def clear(args: dict[str, Any]) -> object:
-        installed.clear()
-        dynamic.clear()
         for core in cores:
             core.clear(loop.time())
         daemon.pump_all()
+        sync_multicast()
         log.info("group SAs cleared by operator; registering again")
         return None
 
@@ -98,14 +121,14 @@ async def run_member(
             ),
             "member-ipsec-security-associations": lambda args: (
                 member_views.ipsec_security_associations(
-                    [sa for sas in installed.values() for sa in sas], clock()
+                    [key for core in cores for key in core.key_status(loop.time())], clock()
                 )
             ),
-            "member-kek-security-associations": lambda args: member_views.kek_security_associations(
-                [kek for core in cores for kek in core.keks()], clock()
+            "member-kek-security-associations": lambda args: (
+                member_views.member_kek_security_associations(cores, clock())
             ),
             "dynamic-policies": lambda args: {
-                "dynamic-policies": [p for ps in dynamic.values() for p in ps]
+                "dynamic-policies": [p for core in cores for p in core.dynamic_policies()]
             },
             "clear-member-ipsec-security-associations": clear,
             # Without its KEK a member cannot follow rekeys: it registers again too.
@@ -116,8 +139,210 @@ async def run_member(
     log.info("member running; group VPNs: %s", ", ".join(v.name for v in vpns))
     daemon.pump_all()  # start registering (each VPN's first timer is due now)
     await daemon.stop.wait()
+    multicast.close()
     await daemon.shutdown()
     return 0
+
+
+def member_settings(
+    config: Config, vpns: Sequence[GroupVpn]
+) -> tuple[list[GroupVpn], dict[str, IPv4Address]]:
+    """Each VPN's heartbeat-threshold from the configuration, and the address of its
+    `group-vpn-external-interface` (where multicast rekeys are joined) when it has one."""
+    member = config.member
+    configured = member.vpns if member is not None else {}
+    result, addresses = [], {}
+    for vpn in vpns:
+        settings = configured.get(vpn.name)
+        if settings is None:
+            result.append(vpn)
+            continue
+        result.append(dataclasses.replace(vpn, heartbeat_threshold=settings.heartbeat_threshold))
+        if settings.external_interface is not None:
+            address = interface_address(config, settings.external_interface)
+            if address is not None:
+                addresses[vpn.name] = address
+    return result, addresses
+
+
+def interface_address(config: Config, name: str) -> IPv4Address | None:
+    """The first IPv4 address of ``ge-0/0/1.0`` (unit 0 when no unit is named)."""
+    physical, _, unit = name.partition(".")
+    interface = config.interfaces.get(physical)
+    if interface is None:
+        return None
+    found = interface.units.get(int(unit) if unit.isdigit() else 0)
+    return found.addresses[0].ip if found is not None and found.addresses else None
+
+
+# -- logging the member's own events ----------------------------------------------------
+
+
+@dataclass
+class MemberDaemon(Daemon):
+    """The shared daemon, with a log line of its own for each rekey-side event."""
+
+    member_cores: list[tuple[MemberCore, EndpointProtocol]] = dataclasses.field(
+        default_factory=list
+    )
+
+    def on_event(self, event: object) -> None:
+        described = describe_member_event(event)
+        if described is None:
+            super().on_event(event)
+            return
+        level, line = described
+        log.log(level, "%s", line)
+        for listener in self.listeners:
+            listener(event)
+
+
+def describe_member_event(event: object) -> tuple[int, str] | None:
+    """The log level and line of a rekey-side member event; None for the others."""
+    if isinstance(event, RekeyApplied):
+        kek = "no" if event.new_kek is None else event.new_kek.hex()
+        return logging.INFO, (
+            f"rekey applied: vpn={event.vpn} seq={event.sequence} installed={event.installed} "
+            f"rejected={event.rejected} deleted={event.deleted} kek-rollover={kek} "
+            f"ack={'yes' if event.acked else 'no'}"
+        )
+    if isinstance(event, HeartbeatReceived):
+        if not event.missing:
+            return logging.DEBUG, f"heartbeat: vpn={event.vpn} seq={event.sequence}"
+        missing = ",".join(spi.hex() for spi in event.missing)
+        return logging.WARNING, (
+            f"heartbeat lists keys this member lacks: vpn={event.vpn} seq={event.sequence} "
+            f"missing={missing}"
+        )
+    if isinstance(event, PushDropped):
+        vpn = event.vpn or "-"
+        suppressed = f" (+{event.suppressed} not logged)" if event.suppressed else ""
+        return logging.WARNING, (
+            f"push dropped: peer={event.peer[0]}:{event.peer[1]} reason={event.reason} "
+            f"vpn={vpn} count={event.count}{suppressed} detail={event.detail}"
+        )
+    if isinstance(event, Reregistering):
+        return logging.WARNING, f"registering again: vpn={event.vpn} reason={event.reason}"
+    if isinstance(event, KeyChange):
+        level = logging.INFO if event.kind is not ChangeKind.INSTALLED else logging.DEBUG
+        return level, (
+            f"group SA {event.kind.value}: vpn={event.vpn} spi={event.spi.hex()} "
+            f"policy={event.selectors} reason={event.reason}"
+        )
+    return None
+
+
+# -- multicast rekeys ----------------------------------------------------------------------
+
+
+class MulticastListeners:
+    """One UDP socket per multicast group and port a KEK names, joined on each interface.
+
+    Datagrams go to the member core(s) holding the KEK the cookies name (or the
+    first one listening, which counts an unknown KEK), and the core's own IKE
+    socket sends whatever it answers: a socket bound to a group address must
+    not be a source.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._sockets: dict[tuple[str, int], _GroupSocket] = {}
+
+    def sync(
+        self,
+        wanted: dict[tuple[str, int], set[str]],
+        cores: list[tuple[MemberCore, EndpointProtocol]],
+    ) -> None:
+        for key in [k for k in self._sockets if k not in wanted]:
+            log.info("multicast rekeys: leaving %s port %d", *key)
+            self._sockets.pop(key).close()
+        for key, addresses in wanted.items():
+            listener = self._sockets.get(key)
+            if listener is None:
+                try:
+                    listener = _GroupSocket(self._loop, key[0], key[1], cores)
+                except OSError as exc:
+                    log.warning(
+                        "multicast rekeys: cannot listen on %s port %d: %s", *key, exc.strerror
+                    )
+                    continue
+                self._sockets[key] = listener
+            listener.cores = cores
+            listener.join(addresses)
+
+    def close(self) -> None:
+        for listener in self._sockets.values():
+            listener.close()
+        self._sockets.clear()
+
+
+class _GroupSocket(asyncio.DatagramProtocol):
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        group: str,
+        port: int,
+        cores: list[tuple[MemberCore, EndpointProtocol]],
+    ) -> None:
+        self.group, self.port, self.cores = group, port, cores
+        self._loop = loop
+        self._joined: set[str] = set()
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            # Other members (or daemons) on this host may listen to the same group.
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self._sock.bind((group, port))  # only datagrams to the group, not all of the port
+            self._sock.setblocking(False)
+        except OSError:
+            self._sock.close()
+            raise
+        self._transport: asyncio.BaseTransport | None = None
+        self._closed = False
+        self._task = loop.create_task(loop.create_datagram_endpoint(lambda: self, sock=self._sock))
+
+    def join(self, addresses: set[str]) -> None:
+        for address in sorted(addresses - self._joined):
+            request = struct.pack("4s4s", socket.inet_aton(self.group), socket.inet_aton(address))
+            try:
+                self._sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, request)
+            except OSError as exc:
+                log.warning(
+                    "multicast rekeys: cannot join %s on %s: %s", self.group, address, exc.strerror
+                )
+                continue
+            self._joined.add(address)
+            log.info("multicast rekeys: joined %s port %d on %s", self.group, self.port, address)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport
+        if self._closed:
+            transport.close()
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        peer = (str(addr[0]), int(addr[1]))
+        now = self._loop.time()
+        spi = data[:16]
+        holders = [(c, p) for c, p in self.cores if c.holds_kek(spi)] or self.cores[:1]
+        for core, protocol in holders:
+            core.receive_multicast(data, peer, now)
+            protocol.pump()  # ACKs and re-registration leave from the core's IKE socket
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("multicast socket error: %s", exc)
+
+    def close(self) -> None:
+        self._closed = True
+        for address in self._joined:
+            request = struct.pack("4s4s", socket.inet_aton(self.group), socket.inet_aton(address))
+            with contextlib.suppress(OSError):
+                self._sock.setsockopt(socket.IPPROTO_IP, socket.IP_DROP_MEMBERSHIP, request)
+        self._joined.clear()
+        if self._transport is not None:
+            self._transport.close()
+        elif not self._task.done():
+            self._task.cancel()
+            self._sock.close()
+        # else connection_made is on its way, and closes the transport itself
 
 
 async def _check_phase1(gateways: Sequence[IkeGateway], options: DaemonOptions) -> int:
