@@ -33,6 +33,7 @@ from groupvpn.member.push_inbox import PushDropped
 from groupvpn.member.rekeys import HeartbeatReceived, RekeyApplied
 from groupvpn.runtime import member_views, views
 from groupvpn.runtime.base import Daemon, DaemonOptions, group_by_local_address
+from groupvpn.runtime.binding import interface_address
 from groupvpn.runtime.control import DEFAULT_MEMBER_SOCKET
 from groupvpn.runtime.udp import EndpointProtocol
 
@@ -163,16 +164,6 @@ def member_settings(
             if address is not None:
                 addresses[vpn.name] = address
     return result, addresses
-
-
-def interface_address(config: Config, name: str) -> IPv4Address | None:
-    """The first IPv4 address of ``ge-0/0/1.0`` (unit 0 when no unit is named)."""
-    physical, _, unit = name.partition(".")
-    interface = config.interfaces.get(physical)
-    if interface is None:
-        return None
-    found = interface.units.get(int(unit) if unit.isdigit() else 0)
-    return found.addresses[0].ip if found is not None and found.addresses else None
 
 
 # -- logging the member's own events ----------------------------------------------------
