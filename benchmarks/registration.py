@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -184,12 +185,19 @@ def count_members(view: dict[str, list[dict[str, list[object]]]]) -> int:
 class MemberFleet:
     """N simulated members, ``window`` of them registering at any moment."""
 
-    def __init__(self, members: int, group: int, port: int, window: int) -> None:
+    def __init__(
+        self, members: int, group: int, port: int, window: int, keep_open: bool = False
+    ) -> None:
         encryption, hash_name = SUITES[group]
         self._proposal = Phase1Proposal(
             CIPHERS[encryption], HASHES[hash_name], MODP_GROUPS[group], 28800
         )
         self._members, self._port, self._window = members, port, window
+        #: Keep each member's socket and core after it registered (for rekeys).
+        self._keep_open = keep_open
+        self.cores: dict[int, MemberCore] = {}
+        #: Every member event after registration goes here too (the rekey benchmark).
+        self.on_member_event: Callable[[int, object], None] | None = None
         self._next = 0
         self._started: dict[int, float] = {}
         self.latencies: list[float] = []
@@ -201,11 +209,26 @@ class MemberFleet:
 
     async def run(self) -> None:
         for _ in range(min(self._window, self._members)):
-            await self._start_next()
+            await self._start_next(self._take_index())
         await self._done.wait()
 
-    async def _start_next(self) -> None:
+    @property
+    def protocols(self) -> dict[int, EndpointProtocol]:
+        """The open members' asyncio shells by index (``keep_open`` only)."""
+        return self._protocols
+
+    def close(self) -> None:
+        for protocol in self._protocols.values():
+            protocol.close()
+        self._protocols.clear()
+
+    def _take_index(self) -> int:
+        # Taken when a start is decided, not when its task runs: several tasks may be
+        # pending at once, and each must start a different member, never one too many.
         index, self._next = self._next, self._next + 1
+        return index
+
+    async def _start_next(self, index: int) -> None:
         loop = asyncio.get_running_loop()
         server = Phase1Peer(
             gateway="ks", addresses=(IPv4Address(SERVER_ADDRESS),), mode="main",
@@ -213,6 +236,7 @@ class MemberFleet:
         )  # fmt: skip
         endpoint = IkeEndpoint(member_address(index), [server], peer_port=self._port)
         core = MemberCore(endpoint, [GroupVpn("bench", "ks", 1)], V1)
+        self.cores[index] = core
         self._started[index] = loop.time()
         protocol = await open_endpoint(
             core, member_address(index), 0, lambda event: self._on_event(index, event)
@@ -221,18 +245,21 @@ class MemberFleet:
         protocol.pump()  # arms the member's first timer: it starts at once
 
     def _on_event(self, index: int, event: object) -> None:
+        if self.on_member_event is not None:
+            self.on_member_event(index, event)
         if isinstance(event, RegistrationFailed):
             self.failures += 1
             self.failure_reasons.append(f"member {index}: {event.reason}")
         elif isinstance(event, Registered):
             loop = asyncio.get_running_loop()
             self.latencies.append(loop.time() - self._started.pop(index))
-            # Closing from inside the protocol's own callback: defer it a turn.
-            loop.call_soon(self._protocols.pop(index).close)
+            if not self._keep_open:
+                # Closing from inside the protocol's own callback: defer it a turn.
+                loop.call_soon(self._protocols.pop(index).close)
             if len(self.latencies) == self._members:
                 self._done.set()
             elif self._next < self._members:
-                task = loop.create_task(self._start_next())
+                task = loop.create_task(self._start_next(self._take_index()))
                 self._starting.add(task)  # keep a reference until it has run
                 task.add_done_callback(self._starting.discard)
 

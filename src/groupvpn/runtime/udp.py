@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Callable
 from typing import Protocol, cast
 
 from groupvpn.ike.events import Address
 
 log = logging.getLogger("groupvpn")
+
+# Linux socket options the socket module does not name (asm-generic/socket.h).
+SO_SNDBUFFORCE = getattr(socket, "SO_SNDBUFFORCE", 32)
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 
 
 class SansIoCore(Protocol):
@@ -97,11 +102,30 @@ class EndpointProtocol(asyncio.DatagramProtocol):
             self._transport.close()
 
 
+#: Socket buffer size for the daemons' UDP sockets.  A key server that pushes a
+#: rekey to thousands of members gets their ACKs back in a burst; the kernel's
+#: default receive buffer (about 200 KiB, a few hundred small datagrams) would drop
+#: most of them and turn each drop into a retransmission ten seconds later.
+SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
+
+
+def enlarge_buffers(sock: socket.socket, size: int = SOCKET_BUFFER_BYTES) -> None:
+    """Ask for ``size``-byte buffers; root may exceed net.core.[rw]mem_max (the *FORCE options)."""
+    for forced, plain in ((SO_RCVBUFFORCE, socket.SO_RCVBUF), (SO_SNDBUFFORCE, socket.SO_SNDBUF)):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, forced, size)
+        except OSError:  # not root: the kernel caps the plain option at its maximum
+            sock.setsockopt(socket.SOL_SOCKET, plain, size)
+
+
 async def open_endpoint(
     core: SansIoCore, local_address: str, port: int, on_event: Callable[[object], None]
 ) -> EndpointProtocol:
     loop = asyncio.get_running_loop()
-    _, protocol = await loop.create_datagram_endpoint(
+    transport, protocol = await loop.create_datagram_endpoint(
         lambda: EndpointProtocol(core, on_event), local_addr=(local_address, port)
     )
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        enlarge_buffers(sock)
     return protocol
