@@ -9,6 +9,7 @@ so these tests pin the server alone.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Network
@@ -35,6 +36,7 @@ from groupvpn.gdoi.push_sig import sig_hash
 from groupvpn.ike.endpoint import IkeEndpoint
 from groupvpn.ike.policy import Phase1Peer
 from groupvpn.ike.sa import IkeSa, Mode, Role, SaState
+from groupvpn.runtime import server_views, views
 from groupvpn.server.core import KeyServerCore
 from groupvpn.server.delivery import DeliverySettings, DeliveryState
 from groupvpn.server.groups import GroupDefinition, GroupKeyServer
@@ -612,3 +614,44 @@ def test_event_lines_name_groups_addresses_and_seqs_only():
         f"member removed (inactive): group=g1 group-id=1 peer={M2} seq=4 copies=3",
     ]
     assert describe(object()) is None
+
+
+# -- what show says ---------------------------------------------------------------------------
+
+
+def test_the_views_show_each_members_state_and_the_schedule_and_no_secret(signing_key):
+    net = Net([GROUP], signing_key)
+    answering = net.register(M1)
+    net.register(M2).acks = False
+    net.run(until=3550.0)
+    clock = views.Clock(3550.0, OFFSET + 3550.0)
+    view = server_views.registered_members(net.groups, clock, None, net.rekeying)
+    [group] = view["groups"]
+    assert group["communication-type"] == "unicast"
+    first, second = group["members"]
+    assert (first["state"], first["last-acked-sequence"], first["pending-sequence"]) == (
+        "active", 1, None,
+    )  # fmt: skip
+    assert first["last-ack"] == clock.utc(3540.0)
+    assert (second["state"], second["last-acked-sequence"], second["last-ack"]) == (
+        "retransmitting (1/2)", None, None,
+    )  # fmt: skip
+    assert second["pending-sequence"] == 1
+    kek_view = server_views.kek_security_associations(net.groups, clock, net.rekeying)
+    [kek] = kek_view["security-associations"]
+    # The new TEKs (made at 3540) are due at 3540 + 3540; the next heartbeat at 3600.
+    assert (kek["sequence"], kek["next-rekey-seconds"], kek["next-heartbeat-seconds"]) == (
+        1, 3530, 50,
+    )  # fmt: skip
+    # A group without server-member-communication: everyone registered, no rekey state.
+    plain = Net([GroupDefinition("g2", 2, frozenset({"gw"}), (P1,))], signing_key)
+    sa = _ike_sa(M3)
+    plain.groups.admit(2, sa, 0.0, SERVER)
+    plain.groups.commit(2, sa, 0.0)
+    [other] = server_views.registered_members(plain.groups, clock, None, plain.rekeying)["groups"]
+    assert other["communication-type"] is None
+    assert other["members"][0]["state"] == "registered"
+    secret = answering.ack_key.key.hex()
+    text = json.dumps(view) + json.dumps(kek_view) + repr(net.groups.ack_key(1, M1))
+    text += "".join(repr(event) for event in net.events)
+    assert secret not in text and net.groups.ack_key(1, M1) == answering.ack_key

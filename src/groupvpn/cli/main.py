@@ -8,6 +8,7 @@ from groupvpn import __version__
 from groupvpn.cli.check import check
 from groupvpn.cli.daemons import member, server
 from groupvpn.cli.reload import reload
+from groupvpn.cli.request import request
 from groupvpn.cli.show import clear, show
 
 
@@ -17,7 +18,7 @@ def cli() -> None:
     """Group VPN key server and group member (GDOI over IKEv1, Junos-style configuration)."""
 
 
-for command in (check, server, member, show, clear, reload):
+for command in (check, server, member, show, clear, reload, request):
     cli.add_command(command)
 
 

@@ -1,7 +1,8 @@
 """``groupvpn reload``: make the running key server read its configuration file again.
 
-The same as SIGHUP, but the operator sees the outcome: what changed, or why
-the new configuration was refused (the server then keeps the old one).
+The same as SIGHUP, but the operator sees the outcome: what changed, the rekey
+each change pushed, or why the new configuration was refused (the server then
+keeps the old one).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 import click
 
+from groupvpn.cli.request import describe_rekey
 from groupvpn.runtime.control import DEFAULT_SERVER_SOCKET, ControlError, call
 
 
@@ -39,4 +41,6 @@ def format_changes(result: dict[str, Any]) -> str:
         if change["details"]:
             line += ": " + "; ".join(change["details"])
         lines.append(line)
+        if change.get("rekey") is not None:
+            lines.append(f"    {describe_rekey(change['rekey'])}")
     return "\n".join(lines)

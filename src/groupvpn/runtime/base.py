@@ -54,9 +54,13 @@ class Daemon:
     control: ControlServer | None = None
     #: Extra reactions to events (the member's outcome tracking, ...).
     listeners: list[Callable[[object], None]] = field(default_factory=list)
+    #: Log lines for events runtime/logfmt.py does not know (the key server's rekey
+    #: events describe themselves); each returns None for events not its own.
+    describers: list[Callable[[object], tuple[int, str] | None]] = field(default_factory=list)
 
     def on_event(self, event: object) -> None:
-        level, line = describe_event(event)
+        described = (describe(event) for describe in self.describers)
+        level, line = next((d for d in described if d is not None), None) or describe_event(event)
         log.log(level, "%s", line)
         if isinstance(event, IkeSaEstablished) and self.debug_keys_file is not None:
             self._write_debug_key(event)

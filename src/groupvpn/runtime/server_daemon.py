@@ -1,8 +1,28 @@
 """``groupvpn server``: the group key server on UDP 848.
 
 It answers IKE phase 1 from its configured gateways, registers members with
-GROUPKEY-PULL into the groups they may join, and answers `show` commands on
-its control socket until SIGTERM/SIGINT.
+GROUPKEY-PULL into the groups they may join, pushes rekeys and heartbeats
+(``server.rekeying``: unicast copies leave from the server socket the member
+registered through), and answers `show`, `request` and `reload` commands on its
+control socket until SIGTERM/SIGINT.
+
+Multicast rekeys leave by a socket of their own per outgoing interface
+(:class:`MulticastSender`), set up deliberately:
+
+* ``IP_MULTICAST_IF``: the address of `multicast-outgoing-interface`, found in
+  `[edit interfaces]`.  If that names no address, or one this host does not have
+  (a configuration written for another box), the server's local address is used
+  instead, with a warning.
+* ``IP_MULTICAST_TTL`` = :data:`MULTICAST_TTL`: the kernel's default of 1 never
+  leaves the server's own link, but the spec's rekeys cross a routed private WAN
+  to the members (CE, PE, a few P routers, PE, CE).  8 covers such a core with room
+  to spare and still bounds the datagram; administratively scoped groups
+  (239/8) and multicast boundaries are what really fence the group in.  Junos
+  has no knob for it, so neither do we.
+* ``IP_MULTICAST_LOOP``: on only when a member may share this host: with
+  `co-location`, or when the interface is a loopback address (then nothing but
+  local members could hear it).  Off otherwise, so the server never receives its
+  own rekeys.
 """
 
 from __future__ import annotations
@@ -10,41 +30,59 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
+import time
+from collections.abc import Iterable
 from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
 from groupvpn.ike.endpoint import IkeEndpoint
+from groupvpn.ike.events import Address
 from groupvpn.runtime import server_views, views
 from groupvpn.runtime.base import Daemon, DaemonOptions, StartupError
 from groupvpn.runtime.binding import phase1_peer
 from groupvpn.runtime.control import DEFAULT_SERVER_SOCKET, ControlError
 from groupvpn.runtime.server_setup import ServerSetup, SetupError, load_server_setup
 from groupvpn.runtime.state import SIGNING_KEY_FILE, StateDirectory, StateError
+from groupvpn.server import rekey_events
 from groupvpn.server.core import KeyServerCore
-from groupvpn.server.groups import GroupKeyServer
+from groupvpn.server.groups import GroupDefinition, GroupKeyServer
+from groupvpn.server.rekey import RekeyReason
+from groupvpn.server.rekeying import KeyServerRekeying, MulticastDatagram, RekeyRefused
 from groupvpn.server.signing import SigningKey
 
 log = logging.getLogger("groupvpn")
+
+
+#: Hops a multicast rekey may cross (see the module docstring for why 8).
+MULTICAST_TTL = 8
 
 
 async def run_server(
     config_path: Path, setup: ServerSetup, options: DaemonOptions, state_dir: Path
 ) -> int:
     """Serve until told to stop; 0 on a clean stop."""
+    loop = asyncio.get_running_loop()
     daemon = Daemon(options)
+    daemon.describers.append(rekey_events.describe)
     daemon.open_debug_keys()
     signing_key = _load_signing_key(state_dir) if setup.has_kek else None
     key_server = GroupKeyServer(
-        setup.groups, options.dialect, signing_key=signing_key, port=options.port
-    )
+        setup.groups, options.dialect, signing_key=signing_key, port=options.port,
+        clock_offset=time.time() - loop.time(),
+    )  # fmt: skip
+    first_local = next(iter(setup.by_local_address))
+    rekeying = KeyServerRekeying(key_server, loop.time(), source_address=str(first_local))
+    multicast = MulticastSender(first_local, setup.co_location)
+    multicast.prepare(setup.groups)
     endpoints = {}
     for local, local_gateways in setup.by_local_address.items():
         endpoints[local] = daemon.new_endpoint(local, local_gateways)
-        core = KeyServerCore(endpoints[local], key_server)
-        await daemon.listen(core, local, ", ".join(g.name for g in local_gateways))
-    loop = asyncio.get_running_loop()
-    reloader = _Reloader(config_path, state_dir, options, key_server, endpoints)
+        core = KeyServerCore(endpoints[local], key_server, rekeying=rekeying)
+        names = ", ".join(g.name for g in local_gateways)
+        await daemon.listen(_ServerShellCore(core, multicast), local, names)
+    reloader = _Reloader(config_path, state_dir, options, rekeying, endpoints, multicast, daemon)
 
     def clock() -> views.Clock:
         return views.Clock(loop.time())
@@ -52,8 +90,19 @@ async def run_server(
     def registered_members(args: dict[str, Any]) -> object:
         group = args.get("group")
         return server_views.registered_members(
-            key_server, clock(), group if isinstance(group, str) else None
+            key_server, clock(), group if isinstance(group, str) else None, rekeying
         )
+
+    def rekey(args: dict[str, Any]) -> object:
+        group = args.get("group")
+        if not isinstance(group, str):
+            raise ControlError("which group? request security group-vpn server rekey group NAME")
+        try:
+            sent = rekeying.request_rekey(group, RekeyReason.OPERATOR_REQUEST, loop.time())
+        except RekeyRefused as exc:
+            raise ControlError(str(exc)) from exc
+        daemon.pump_all()  # the first copies leave now, not at the next timer
+        return server_views.rekey_sent(sent)
 
     await daemon.start_control(
         DEFAULT_SERVER_SOCKET,
@@ -66,8 +115,9 @@ async def run_server(
                 server_views.ipsec_security_associations(key_server, clock())
             ),
             "server-kek-security-associations": lambda args: server_views.kek_security_associations(
-                key_server, clock()
+                key_server, clock(), rekeying
             ),
+            "server-rekey": rekey,
             "reload": lambda args: reloader.reload(),
         },
     )
@@ -77,7 +127,118 @@ async def run_server(
     log.info("key server running; groups: %s", names)
     await daemon.stop.wait()
     await daemon.shutdown()
+    multicast.close()
     return 0
+
+
+class _ServerShellCore:
+    """A key server core as the UDP shell drives it; it also sends the multicast rekeys.
+
+    Every core's timer includes the rekey deadlines, so whichever core's shell
+    runs after a rekey went out finds its multicast copies here and sends them.
+    """
+
+    def __init__(self, core: KeyServerCore, multicast: MulticastSender) -> None:
+        self.core = core
+        self._multicast = multicast
+
+    def receive_datagram(self, data: bytes, addr: Address, now: float) -> None:
+        self.core.receive_datagram(data, addr, now)
+
+    def datagrams_to_send(self) -> list[tuple[bytes, Address]]:
+        if self.core.rekeying is not None:
+            for datagram in self.core.rekeying.multicast_datagrams():
+                self._multicast.send(datagram)
+        return self.core.datagrams_to_send()
+
+    def get_timer(self) -> float | None:
+        return self.core.get_timer()
+
+    def handle_timer(self, now: float) -> None:
+        self.core.handle_timer(now)
+
+    def next_event(self) -> object | None:
+        return self.core.next_event()
+
+
+class MulticastSender:
+    """The sockets multicast rekeys leave by: one per outgoing interface address.
+
+    Sent directly (non-blocking): one datagram per rekey or heartbeat and group
+    never fills a socket buffer, and a datagram the kernel refuses is logged and
+    lost like any datagram on the wire.
+    """
+
+    def __init__(self, fallback: IPv4Address, co_location: bool) -> None:
+        self._fallback = fallback
+        self._co_location = co_location
+        self._sockets: dict[IPv4Address, socket.socket | None] = {}
+        #: Interface addresses that cannot send multicast here -> the one used instead.
+        self._instead: dict[IPv4Address, IPv4Address] = {}
+
+    def prepare(self, groups: Iterable[GroupDefinition]) -> None:
+        """Open the sockets the multicast groups need (at start and after a reload)."""
+        for group in groups:
+            if group.kek is not None and group.kek.multicast_group is not None:
+                self._socket(group.multicast_interface_address, group.multicast_interface)
+
+    def send(self, datagram: MulticastDatagram) -> None:
+        sock = self._socket(datagram.interface, None)
+        if sock is None:
+            return  # why was logged when the socket could not be opened
+        try:
+            sock.sendto(datagram.data, datagram.destination)
+        except OSError as exc:
+            host, port = datagram.destination
+            log.warning("multicast rekey not sent: group=%s destination=%s:%d reason=%s",
+                        datagram.group, host, port, exc.strerror or exc)  # fmt: skip
+
+    def close(self) -> None:
+        for sock in self._sockets.values():
+            if sock is not None:
+                sock.close()
+        self._sockets.clear()
+
+    def _socket(self, interface: IPv4Address | None, name: str | None) -> socket.socket | None:
+        address = interface or self._fallback
+        address = self._instead.get(address, address)
+        if address in self._sockets:
+            return self._sockets[address]
+        loop_back = self._co_location or address.is_loopback
+        try:
+            sock = open_multicast_socket(address, MULTICAST_TTL, loop_back)
+        except OSError as exc:
+            if address == self._fallback:
+                log.error("cannot send multicast rekeys from %s: %s", address, exc.strerror)
+                self._sockets[address] = None
+                return None
+            log.warning(
+                "multicast-outgoing-interface %s (%s) cannot send multicast here: %s; using %s",
+                name or "?", address, exc.strerror, self._fallback,
+            )  # fmt: skip
+            self._instead[address] = self._fallback
+            return self._socket(self._fallback, None)
+        log.info("multicast rekeys leave from %s (ttl %d, loop %s)", address, MULTICAST_TTL,
+                 "on" if loop_back else "off")  # fmt: skip
+        self._sockets[address] = sock
+        return sock
+
+
+def open_multicast_socket(interface: IPv4Address, ttl: int, loop_back: bool) -> socket.socket:
+    """A non-blocking UDP socket sending multicast out of ``interface``'s link."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, interface.packed)
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, ttl)
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, int(loop_back))
+        # The source address is the interface's; the port is the kernel's choice,
+        # since the server socket already holds the GDOI port on its own address.
+        sock.bind((str(interface), 0))
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 class _Reloader:
@@ -93,14 +254,19 @@ class _Reloader:
         config_path: Path,
         state_dir: Path,
         options: DaemonOptions,
-        key_server: GroupKeyServer,
+        rekeying: KeyServerRekeying,
         endpoints: dict[IPv4Address, IkeEndpoint],
+        multicast: MulticastSender,
+        daemon: Daemon,
     ) -> None:
         self._config_path = config_path
         self._state_dir = state_dir
         self._options = options
-        self._key_server = key_server
+        self._rekeying = rekeying
+        self._key_server = rekeying.groups
         self._endpoints = endpoints
+        self._multicast = multicast
+        self._daemon = daemon
 
     def reload(self) -> dict[str, object]:
         try:
@@ -124,21 +290,27 @@ class _Reloader:
             except StartupError as exc:
                 raise ControlError(f"{exc}; configuration not reloaded") from exc
         try:
-            changes = self._key_server.reconfigure(setup.groups)
+            outcome = self._rekeying.reconfigure(setup.groups, asyncio.get_running_loop().time())
         except ValueError as exc:
             raise ControlError(f"{exc}; configuration not reloaded") from exc
         for local, endpoint in self._endpoints.items():
             endpoint.set_peers(peers[local])
+        self._multicast.prepare(setup.groups)
+        changes = outcome.changes
         for change in changes:
             log.info("configuration reloaded: group %s (group-id %d) %s%s", change.group,
                      change.group_id, change.kind,
                      f": {'; '.join(change.details)}" if change.details else "")  # fmt: skip
         if not changes:
             log.info("configuration reloaded: no group changed")
+        # The rekeys the changes called for are built; their first copies leave now.
+        self._daemon.pump_all()
         return {
             "changes": [
                 {"group": c.group, "group-id": c.group_id, "change": c.kind,
-                 "details": list(c.details), "rekey-needed": c.needs_rekey}
+                 "details": list(c.details), "rekey-needed": c.needs_rekey,
+                 "rekey": (server_views.rekey_sent(outcome.rekeys[c.group_id])
+                           if c.group_id in outcome.rekeys else None)}
                 for c in changes
             ]
         }  # fmt: skip

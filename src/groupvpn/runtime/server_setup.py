@@ -27,6 +27,9 @@ class ServerSetup:
     groups: tuple[GroupDefinition, ...]
     #: The server's addresses, each with the IKE gateways that reach it there.
     by_local_address: dict[IPv4Address, list[IkeGateway]]
+    #: `co-location`: a group member runs on this host too (it must hear our
+    #: multicast rekeys through the loopback).
+    co_location: bool = False
 
     @property
     def has_kek(self) -> bool:
@@ -53,4 +56,6 @@ def load_server_setup(path: str | Path) -> ServerSetup:
         by_local_address = group_by_local_address(gateways)
     except StartupError as exc:
         raise SetupError(f"error: {exc}") from exc
-    return ServerSetup(gateways, tuple(group_definitions(config)), by_local_address)
+    return ServerSetup(
+        gateways, tuple(group_definitions(config)), by_local_address, config.co_location
+    )

@@ -1,0 +1,168 @@
+"""The key server's side of rekeys with a real daemon: commands, output, log lines, multicast.
+
+On the spec's example network (unicast rekeys): `request ... rekey` prints what it
+sent and gives the server new keys; the server logs the push and the ACKs and shows
+each member's last ACKed SEQ; a reload with a new policy says which rekey it sent.
+A server alone with multicast rekeys sends one copy to the group out of its
+loopback interface, caught here by a socket that joined the group.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tests.interop.daemon import DaemonProcess, groupvpn_argv
+from tests.system.spec_network import free_port, loopback_config, show_json
+
+SMC = "set security group-vpn server group g1 server-member-communication"
+
+
+def _groupvpn(*words: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "groupvpn", *words],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+
+
+def _eventually(check: Callable[[], Any], timeout: float = 20.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := check()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return value
+
+
+def _server_spis(control: Path) -> dict[str, str]:
+    view = show_json(control, "security", "group-vpn", "server", "ipsec", "security-associations")
+    return {sa["policy"]: sa["spi"] for sa in view["groups"][0]["security-associations"]}
+
+
+def test_an_operator_rekey_prints_what_it_sent_and_unknown_groups_fail(
+    spec_network: tuple[dict[str, Path], dict[str, DaemonProcess]],
+):
+    sockets, daemons = spec_network
+    server = daemons["server"]
+    before = _server_spis(sockets["server"])
+    offset = server.log_offset()
+    result = _groupvpn("request", "security", "group-vpn", "server", "rekey", "group", "g1",
+                       "--control", str(sockets["server"]))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == (
+        "rekey sent: group g1 (group-id 1), SEQ 1, operator-request, to 2 members; "
+        "new TEKs: p1, p2, p3"
+    )
+    after = _server_spis(sockets["server"])
+    assert all(after[policy] != before[policy] for policy in before)
+    server.wait_for_line(
+        r"rekey sent: group=g1 group-id=1 seq=1 reasons=operator-request members=2 "
+        r"new-teks=p1,p2,p3 kek=kept", timeout=10, since=offset,
+    )  # fmt: skip
+    kek = show_json(sockets["server"], "security", "group-vpn", "server", "kek",
+                    "security-associations")["security-associations"][0]  # fmt: skip
+    assert kek["sequence"] == 1 and 3400 < kek["next-rekey-seconds"] <= 3540
+    assert 0 < kek["next-heartbeat-seconds"] <= 300
+    # Every member shows how it follows the rekeys; JSON keys of before are all kept.
+    view = show_json(sockets["server"], "security", "group-vpn", "server", "registered-members")
+    [group] = view["groups"]
+    assert group["communication-type"] == "unicast"
+    for member in group["members"]:
+        assert {"address", "gateway", "registered", "state", "last-acked-sequence",
+                "last-ack", "pending-sequence"} <= set(member)  # fmt: skip
+        assert member["state"] in ("active", "waiting-for-ack") or member["state"].startswith(
+            "retransmitting"
+        )
+
+    # The members ACK: both are active on SEQ 1.
+    def acked() -> bool:
+        view = show_json(sockets["server"], "security", "group-vpn", "server",
+                         "registered-members")  # fmt: skip
+        return all(m["last-acked-sequence"] == 1 and m["state"] == "active"
+                   for m in view["groups"][0]["members"])  # fmt: skip
+
+    assert _eventually(acked, timeout=10), show_json(
+        sockets["server"], "security", "group-vpn", "server", "registered-members"
+    )
+    server.wait_for_line(r"rekey ACK received: group=g1 peer=127\.0\.0\.1[12] seq=1 "
+                         r"result=accepted", timeout=5, since=offset)  # fmt: skip
+    server.wait_for_line(r"rekey complete: group=g1 seq=1 acked=2", timeout=5, since=offset)
+    text = _groupvpn("show", "security", "group-vpn", "server", "registered-members",
+                     "--control", str(sockets["server"])).stdout  # fmt: skip
+    assert "Rekeys: unicast" in text and "Last ACKed Seq" in text
+    unknown = _groupvpn("request", "security", "group-vpn", "server", "rekey", "group", "nope",
+                        "--control", str(sockets["server"]))  # fmt: skip
+    assert unknown.returncode == 1
+    assert unknown.stderr.strip() == "error: group nope is not configured"
+    assert "Traceback" not in server.log_text()
+
+
+def test_a_reload_with_a_new_policy_says_which_rekey_it_sent(
+    spec_network: tuple[dict[str, Path], dict[str, DaemonProcess]], tmp_path: Path
+):
+    sockets, daemons = spec_network
+    conf = tmp_path / "server.conf"
+    p4 = "set security group-vpn server group g1 ipsec-sa group-sa match-policy p4"
+    conf.write_text(conf.read_text() + "".join(
+        f"{p4} {line}\n" for line in ("source 10.5.0.0/16", "destination 10.6.0.0/16",
+                                      "source-port 0", "destination-port 0", "protocol 0")
+    ))  # fmt: skip
+    result = _groupvpn("reload", "--control", str(sockets["server"]))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "configuration reloaded",
+        "  group g1 (group-id 1): changed: policy p4 added",
+        "    rekey sent: group g1 (group-id 1), SEQ 1, policy-change, to 2 members; new TEKs: p4",
+    ]
+    line = r"rekey sent: group=g1 group-id=1 seq=1 reasons=policy-change members=2 new-teks=p4"
+    daemons["server"].wait_for_line(line, timeout=10)
+
+
+def test_multicast_rekeys_leave_once_to_the_group_from_the_configured_interface(tmp_path: Path):
+    port = free_port()
+    conf = loopback_config("server.conf", tmp_path / "server.conf")
+    text = conf.read_text().replace(f"{SMC} communication-type unicast", "\n".join([
+        f"{SMC} communication-type multicast",
+        f"{SMC} multicast-group 239.77.1.1",
+        f"{SMC} multicast-outgoing-interface lo0.0",  # 127.0.0.20 on loopback
+    ]))  # fmt: skip
+    conf.write_text(text)
+    listener = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("239.77.1.1", port))
+    membership = socket.inet_aton("239.77.1.1") + socket.inet_aton("127.0.0.20")
+    listener.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, membership)
+    listener.settimeout(10)
+    server = DaemonProcess(groupvpn_argv("server", conf, port=port), tmp_path / "server.log",
+                           name="server").start()  # fmt: skip
+    try:
+        server.wait_for_line("key server running", timeout=20)
+        server.wait_for_line(r"multicast rekeys leave from 127\.0\.0\.20 \(ttl 8, loop on\)",
+                             timeout=5)  # fmt: skip
+        control = conf.with_suffix(".sock")
+        result = _groupvpn("request", "security", "group-vpn", "server", "rekey", "group", "g1",
+                           "--control", str(control), "--json")  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        sent = json.loads(result.stdout)
+        assert sent["multicast-destination"] == f"239.77.1.1:{port}" and sent["members"] is None
+        data, source = listener.recvfrom(65536)
+        kek = show_json(control, "security", "group-vpn", "server", "kek",
+                        "security-associations")["security-associations"][0]  # fmt: skip
+        assert source[0] == "127.0.0.20"
+        assert data[:16].hex() == kek["spi"] and data[18] == 33  # GROUPKEY-PUSH under the KEK
+        assert kek["communication-type"] == "multicast"
+        server.wait_for_line(rf"rekey sent: group=g1 group-id=1 seq=1 reasons=operator-request "
+                             rf"multicast=239\.77\.1\.1:{port}", timeout=5)  # fmt: skip
+        listener.settimeout(0.5)
+        try:
+            extra = listener.recvfrom(65536)
+        except TimeoutError:
+            extra = None
+        assert extra is None  # one copy, never retransmitted
+    finally:
+        server.stop()
+        listener.close()
