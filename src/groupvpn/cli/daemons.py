@@ -128,4 +128,4 @@ def member(config_path: str, verbose: bool, dataplane: str, **options: Any) -> N
     config = _load(config_path)
     gateways = _gateways("member", config.member)
     scope = ScopePolicyFilter(security_policies(config))
-    _run(run_member(gateways, group_vpns(config), _options(**options), scope))
+    _run(run_member(gateways, group_vpns(config), _options(**options), scope, config=config))
