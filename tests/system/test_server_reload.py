@@ -1,9 +1,9 @@
 """Reloading the running key server's configuration (`groupvpn reload`, SIGHUP).
 
 On the spec's example network: a bad configuration is refused with the reason and the
-server goes on with the old one; a good one changes the groups, and a member that
-registers again gets the new group policy.  (Pushing the change as a rekey is the
-next step of issue 4; until then members see it at their next registration.)
+server goes on with the old one; a good one changes the groups and pushes a rekey
+(tests/system/test_rekeys.py follows that rekey to the members), and a member that
+registers again also gets the new group policy.
 """
 
 from __future__ import annotations
@@ -75,6 +75,7 @@ def test_a_new_group_policy_reaches_members_that_register_again(
     assert result.stdout.splitlines() == [
         "configuration reloaded",
         "  group g1 (group-id 1): changed: policy p4 added",
+        "    rekey sent: group g1 (group-id 1), SEQ 1, policy-change, to 2 members; new TEKs: p4",
     ]
     assert _server_policies(sockets["server"]) == ["p1", "p2", "p3", "p4"]
     assert "group g1 (group-id 1) changed: policy p4 added" in daemons["server"].log_text()
