@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import os
+from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Network
+from types import SimpleNamespace
 
 import pytest
 
+from groupvpn.crypto.keymat import Phase1Keys
 from groupvpn.gdoi.pull import GroupOffer, PullError
 from groupvpn.ike.policy import Phase1Peer
 from groupvpn.ike.sa import IkeSa, Mode, Role, SaState
+from groupvpn.server import tek as tek_module
 from groupvpn.server.groups import GroupDefinition, GroupKeyServer
+from groupvpn.server.kek import KEK_CIPHERS, SIG_HASHES, KekPolicy
+from groupvpn.server.signing import SigningKey
 from groupvpn.server.tek import ESP_CIPHERS, ESP_INTEGRITY, GroupPolicySpec
 from groupvpn.wire.constants import ExchangeType, NotifyType
 from groupvpn.wire.dialect import V1, V2, Dialect
@@ -155,3 +162,44 @@ def test_members_are_recorded_only_on_commit_and_listed_per_group():
 def test_duplicate_group_ids_are_refused():
     with pytest.raises(ValueError, match="group-id 1 configured twice"):
         GroupKeyServer([SPEC_GROUP, SPEC_GROUP], V1)
+
+
+# -- rekeys: SEQ, TEK rotation, KEK rollover, members -----------------------------------------
+
+
+def test_rekey_bookkeeping_seq_rotation_rollover_and_removal(monkeypatch: pytest.MonkeyPatch):
+    signing_key = SigningKey.generate(1024)
+    kek_policy = KekPolicy(KEK_CIPHERS["aes-128-cbc"], SIG_HASHES["sha1"], lifetime_seconds=600)
+    server = GroupKeyServer([replace(SPEC_GROUP, kek=kek_policy)], V1, signing_key=signing_key)
+    old = {tek.policy.name: tek for tek in server.current_teks(1, 0.0)}
+    # SEQ: every push takes the next one; registrations carry the current value.
+    assert [server.next_sequence(1), server.next_sequence(1)] == [1, 2]
+    assert _offer(server, now=1.0).sequence == 2
+    # A rotated TEK never reuses an SPI still live, its old one included.
+    draws = iter([old["p1"].spi, b"\x00\x00\x00\x07", b"\x0a\x0b\x0c\x0d"])
+    fake = SimpleNamespace(token_bytes=lambda n: next(draws) if n == 4 else os.urandom(n))
+    monkeypatch.setattr(tek_module, "secrets", fake)
+    [fresh] = server.rotate_teks(1, ["p1"], 10.0)
+    monkeypatch.undo()
+    assert fresh.spi == b"\x0a\x0b\x0c\x0d" and fresh.created_at == 10.0
+    current = {tek.policy.name: tek for tek in server.current_teks(1, 10.0)}
+    assert current["p1"] is fresh and current["p2"] is old["p2"]
+    # A rollover: the next KEK is reserved, current only once activated; the old one
+    # still names the group (copies and ACKs of the rollover) until it expires.
+    first = server.current_kek(1, 10.0)
+    assert first is not None
+    second = server.next_kek(1, 540.0)
+    assert server.current_kek(1, 540.0) is first and second.spi != first.spi
+    server.activate_kek(1, second)
+    assert server.current_kek(1, 540.0) is second
+    assert first.expires_at == 601.0  # made for the registration at 1.0
+    assert server.group_for_kek(first.spi, 600.0) == 1 == server.group_for_kek(second.spi, 600.0)
+    assert server.group_for_kek(first.spi, 601.0) is None
+    # Members: an ACK key per member, gone with it.
+    sa = _ike_sa("gw-member1")
+    sa.keys = Phase1Keys(b"s" * 20, b"d" * 20, b"a" * 20, b"e" * 20, b"k" * 24)
+    server.commit(1, sa, 20.0)
+    key = server.ack_key(1, sa.peer[0])
+    assert key is not None and key.key.hex() not in repr(key)
+    assert server.remove_member(1, sa.peer[0]) is not None
+    assert server.members() == [] and server.ack_key(1, sa.peer[0]) is None

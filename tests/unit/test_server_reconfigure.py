@@ -7,8 +7,12 @@ from dataclasses import replace
 import pytest
 
 from groupvpn.gdoi.pull import PullError
+from groupvpn.server.delivery import DeliverySettings
 from groupvpn.server.groups import GroupKeyServer
+from groupvpn.server.kek import KEK_CIPHERS, SIG_HASHES, KekPolicy
 from groupvpn.server.reconfigure import diff_groups
+from groupvpn.server.rekey import RekeyReason
+from groupvpn.server.signing import SigningKey
 from groupvpn.wire.dialect import V1
 from tests.unit.test_server_groups import SPEC_GROUP, _ike_sa, _offer, _policy
 
@@ -82,3 +86,30 @@ def test_a_refused_reconfiguration_changes_nothing():
         server.reconfigure([replace(SPEC_GROUP, policies=(P4,)), duplicate])
     assert server.definitions() == [SPEC_GROUP]
     assert server.current_teks(1, 0.0) == before
+
+
+def test_each_change_says_which_rekey_it_needs():
+    p1, p2, _p3 = SPEC_GROUP.policies
+    policies = replace(SPEC_GROUP, policies=(p1, p2, P4))
+    [change] = diff_groups({1: SPEC_GROUP}, {1: policies})
+    assert change.reasons == (RekeyReason.POLICY_CHANGE,)
+    fewer = replace(SPEC_GROUP, gateways=frozenset({"gw-member1"}))
+    [change] = diff_groups({1: SPEC_GROUP}, {1: fewer})
+    assert change.reasons == (RekeyReason.MEMBERSHIP_CHANGE,)
+    both = replace(policies, gateways=frozenset({"gw-member1"}))
+    [change] = diff_groups({1: SPEC_GROUP}, {1: both})
+    assert change.reasons == (RekeyReason.POLICY_CHANGE, RekeyReason.MEMBERSHIP_CHANGE)
+    # Retransmission timers and the multicast interface apply without a rekey.
+    timers = replace(SPEC_GROUP, delivery=DeliverySettings(3, 5.0))
+    [change] = diff_groups({1: SPEC_GROUP}, {1: timers})
+    assert change.details == ("retransmissions 2x10s -> 3x5s",)
+    assert not change.needs_rekey and change.reasons == ()
+
+
+def test_configuring_server_member_communication_clears_the_member_list():
+    server = GroupKeyServer([SPEC_GROUP], V1, signing_key=SigningKey.generate(1024))
+    server.commit(1, _ike_sa("gw-member1", "198.51.100.11"), 0.0)
+    kek = KekPolicy(KEK_CIPHERS["aes-128-cbc"], SIG_HASHES["sha1"], acks_requested=True)
+    [change] = server.reconfigure([replace(SPEC_GROUP, kek=kek)])
+    assert change.reasons == (RekeyReason.MEMBERSHIP_CHANGE,)
+    assert server.members() == []  # the spec: "the group membership list is cleared"

@@ -10,6 +10,7 @@ so these tests pin the server alone.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Network
@@ -614,6 +615,9 @@ def test_event_lines_name_groups_addresses_and_seqs_only():
         f"member removed (inactive): group=g1 group-id=1 peer={M2} seq=4 copies=3",
     ]
     assert describe(object()) is None
+    # Accepted ACKs (one per member and rekey) only at debug level; the rest is news.
+    levels = [describe(AckReceived("g1", M1, 4, result)) for result in ("accepted", "stale")]
+    assert [level[0] if level else None for level in levels] == [logging.DEBUG, logging.INFO]
 
 
 # -- what show says ---------------------------------------------------------------------------

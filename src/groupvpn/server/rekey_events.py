@@ -130,7 +130,11 @@ def describe(event: object) -> tuple[int, str] | None:
             f"copy={event.copy}/{event.copies_limit}"
         )
     if isinstance(event, AckReceived):
-        return logging.INFO, (
+        # One per member and rekey: thousands at once in a big group, which would
+        # cost the fan-out a fifth of its time and drown the log.  The "rekey
+        # complete" line counts them; anything but "accepted" is worth a line.
+        level = logging.DEBUG if event.result == "accepted" else logging.INFO
+        return level, (
             f"rekey ACK received: group={event.group} peer={event.address} seq={event.seq} "
             f"result={event.result}"
         )

@@ -25,6 +25,7 @@ socket and asks for operator rekeys (:meth:`request_rekey`) and reloads
 from __future__ import annotations
 
 import math
+import socket
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -111,6 +112,9 @@ class _GroupRekeys:
     kek: Kek | None = field(default=None, repr=False)
     #: Policies a reload gave new keys, named by the next rekey.
     fresh: set[str] = field(default_factory=set)
+    #: The scheduler's next deadline, kept current after every change to it: the
+    #: shell asks for the timer after every datagram (every ACK of a big fan-out).
+    schedule_at: float = math.inf
 
 
 class _DropReports:
@@ -166,13 +170,18 @@ class KeyServerRekeying:
         self._sync_keys(state, now)  # the offer may have made a key the scheduler lacks
 
     def receive_ack(self, data: bytes, addr: Address, now: float) -> None:
+        """An ACK from a member (the identity it registered with: its IPv4 address)."""
+        found: list[tuple[int, str]] = []
+
         def key_for(spi: bytes, identity: IdPayload) -> AckKey | None:
             if identity.id_type != IdType.IPV4_ADDR or len(identity.data) != 4:
                 return None
             group_id = self.groups.group_for_kek(spi, now)
             if group_id is None:
                 return None
-            return self.groups.ack_key(group_id, str(IPv4Address(identity.data)))
+            address = socket.inet_ntoa(identity.data)
+            found.append((group_id, address))
+            return self.groups.ack_key(group_id, address)
 
         opened = open_ack(data, key_for)
         if isinstance(opened, AckRejected):
@@ -180,11 +189,10 @@ class KeyServerRekeying:
             if suppressed is not None:
                 self._events.append(AckDropped(addr, opened.reason, opened.detail, suppressed))
             return
-        group_id = self.groups.group_for_kek(opened.kek_spi, now)
-        state = None if group_id is None else self._rekeys.get(group_id)
+        group_id, address = found[0]  # the key that verified it was looked up there
+        state = self._rekeys.get(group_id)
         if state is None:
-            return  # the key was found a moment ago, so this cannot happen; be safe
-        address = str(IPv4Address(opened.identity.data))
+            return
         result = state.delivery.acked(address, opened.sequence, now)
         self._events.append(AckReceived(state.delivery.group, address, opened.sequence, result))
         self._drain(state)
@@ -246,7 +254,7 @@ class KeyServerRekeying:
     def next_deadline(self) -> float | None:
         times = []
         for state in self._rekeys.values():
-            times.append(state.scheduler.next_deadline())
+            times.append(state.schedule_at)
             delivery = state.delivery.next_deadline()
             if delivery is not None:
                 times.append(delivery)
@@ -348,6 +356,7 @@ class KeyServerRekeying:
         if kek is not state.kek:
             state.kek = kek
             scheduler.track_kek(kek)
+        state.schedule_at = scheduler.next_deadline()
 
     def _run(self, state: _GroupRekeys, now: float) -> RekeySent | None:
         """Due pushes, then due copies and what the delivery reports; the rekey sent, if any."""
@@ -357,6 +366,7 @@ class KeyServerRekeying:
             event = self._push(state, action, now)
             if isinstance(event, RekeySent):
                 sent = event
+        state.schedule_at = state.scheduler.next_deadline()
         self._transmit(state, now)
         return sent
 
