@@ -274,9 +274,6 @@ class KeyServerRekeying:
 
     # -- views ---------------------------------------------------------------------------
 
-    def has_rekeys(self, group_id: int) -> bool:
-        return group_id in self._rekeys
-
     def member_statuses(self, group_id: int) -> dict[str, MemberDeliveryStatus]:
         state = self._rekeys.get(group_id)
         if state is None:
