@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
@@ -118,8 +119,8 @@ def test_a_multicast_group_is_joined_fed_to_the_core_holding_the_kek_and_left():
         return mine.received, other.received, protocol.pumped
 
     mine, other, pumped = asyncio.run(scenario())
-    if not mine:
-        pytest.skip("no multicast on this host's loopback")
+    if not mine and not os.environ.get("CI"):
+        pytest.skip("no multicast on this host's loopback")  # in CI it must work: no skip
     assert [data for data, _ in mine] == [b"k" * 16 + b"push"] and other == []
     assert pumped == 1  # the answer leaves from the core's own socket
 
