@@ -379,3 +379,31 @@ def test_a_heartbeat_is_not_acked_and_counts_as_heard(private_key: rsa.RSAPrivat
     assert (status.heartbeats_missed, status.heartbeats, status.last_heard) == (0, 1, 25.0)
     assert status.kek.sequence == 1 and status.group_time == 123.456
     assert net.member.keks()[0].sequence == 1
+
+
+def test_a_rollover_to_unicast_rekeys_is_acked_and_the_heartbeat_watch_follows_the_new_kek(
+    private_key: rsa.RSAPrivateKey,
+):
+    # Registered under a KEK that asks for no ACKs and announces 10 s heartbeats (a
+    # multicast group, say); the operator switches to unicast with 60 s heartbeats.
+    net = rekey_net(GROUP, V1, private_key, added=kek_attributes(acks=False, heartbeat=10))
+    net.run(until=5.0)
+    old = net.kek()
+    net.groups.added = kek_attributes(acks=True, heartbeat=60)
+    new = fresh_kek(net)
+    [tek] = net.new_teks(["p1"])
+    net.deliver(net.push(net.rekey_content(1, [tek], new_kek=new), kek=old))
+    [applied] = net.of(RekeyApplied)
+    assert applied.new_kek == new.spi and applied.acked
+    # The server expects an ACK of the switching push under the KEK it came with.
+    [(ack, _)] = net.acks
+    key = net.ack_key()
+    opened = open_ack(ack, lambda spi, identity: key)
+    assert isinstance(opened, AckOpened) and opened.kek_spi == old.spi
+    [status] = net.member.rekey_status(net.now)
+    assert status.kek.heartbeat_interval == 60
+    # Watched at the new interval: nothing missed at 10 s intervals any more.
+    net.run(until=net.now + 45.0)
+    [status] = net.member.rekey_status(net.now)
+    assert status.heartbeats_missed == 0
+    assert not [e for _, e in net.events if type(e).__name__ == "Reregistering"]

@@ -255,8 +255,19 @@ class GroupKeys:
         events += self.keyring.delete(deleted, now)
         if new_kek is not None:
             self.kek, self._kek_received_at = new_kek, now
+            # The rollover may change the heartbeat interval (or start or stop them):
+            # watch by the KEK the server now sends under.
+            self.monitor = None
+            if new_kek.heartbeat_interval is not None:
+                self.monitor = HeartbeatMonitor(
+                    new_kek.heartbeat_interval, self.heartbeat_threshold
+                )
+                self.monitor.start(now, opened.sequence)
         ack = None
-        if kek.acks_requested and self._ack is not None:
+        # A rollover to unicast rekeys asks for ACKs in its new KEK while it still travels
+        # under the old one: the server tracks this push by ACK already, so answer it.
+        wants_ack = kek.acks_requested or (new_kek is not None and new_kek.acks_requested)
+        if wants_ack and self._ack is not None:
             # ACKed under the KEK it came with, which is the one the server tracks it by.
             ack = build_ack(opened.kek_spi, opened.sequence, self._ack.identity, self._ack.key)
             self.acks_sent += 1
