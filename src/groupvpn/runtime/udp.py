@@ -17,6 +17,9 @@ from groupvpn.ike.events import Address
 
 log = logging.getLogger("groupvpn")
 
+#: Seconds a timer waits after the core's handle_timer raised, before it tries again.
+TIMER_ERROR_BACKOFF = 1.0
+
 # Linux socket options the socket module does not name (asm-generic/socket.h).
 SO_SNDBUFFORCE = getattr(socket, "SO_SNDBUFFORCE", 32)
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
@@ -40,6 +43,8 @@ class EndpointProtocol(asyncio.DatagramProtocol):
         self._transport: asyncio.DatagramTransport | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
+        #: After a timer failed, no deadline earlier than this (see _fire).
+        self._not_before = 0.0
 
     # -- asyncio callbacks ----------------------------------------------------------
 
@@ -50,7 +55,12 @@ class EndpointProtocol(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
         peer: Address = (str(addr[0]), int(addr[1]))
-        self.endpoint.receive_datagram(data, peer, self._loop.time())
+        try:
+            self.endpoint.receive_datagram(data, peer, self._loop.time())
+        except Exception:
+            # The cores report their own bugs as events; this is the last line, so a
+            # bug in any layer loses one datagram, never the timer or the socket.
+            log.exception("internal error handling a datagram from %s", peer[0])
         self.pump()
 
     def error_received(self, exc: Exception) -> None:
@@ -80,6 +90,8 @@ class EndpointProtocol(asyncio.DatagramProtocol):
 
     def _arm_timer(self) -> None:
         when = self.endpoint.get_timer()
+        if when is not None and when < self._not_before:
+            when = self._not_before
         if when == self._timer_at:
             return
         if self._timer is not None:
@@ -92,7 +104,13 @@ class EndpointProtocol(asyncio.DatagramProtocol):
         # Never hand the core a time before the deadline it asked for (aioquic's rule).
         now = max(self._timer_at, self._loop.time())
         self._timer = self._timer_at = None
-        self.endpoint.handle_timer(now)
+        try:
+            self.endpoint.handle_timer(now)
+        except Exception:
+            # Keep the timer alive, but a deadline that fails every time must not turn
+            # into a busy loop: the next attempt waits a second.
+            log.exception("internal error in a timer")
+            self._not_before = now + TIMER_ERROR_BACKOFF
         self.pump()
 
     def close(self) -> None:
