@@ -514,6 +514,22 @@ def test_a_reload_with_a_policy_change_pushes_the_new_policy_set(
     assert again.changes == [] and again.rekeys == {}
 
 
+def test_a_changed_policy_gets_a_new_key_and_a_delete_for_its_old_one(signing_key: SigningKey):
+    net = Net([GROUP], signing_key, V2)
+    member = net.register(M1)
+    held = {tek.policy.name: tek.spi for tek in net.groups.current_teks(1, 0.0)}
+    p2_elsewhere = _policy("p2", "10.3.0.0/16", "10.4.0.0/16")
+    net.now = 50.0
+    outcome = net.rekeying.reconfigure([replace(GROUP, policies=(P1, p2_elsewhere))], 50.0)
+    assert outcome.rekeys[1].renewed == ("p2",)
+    net.flush()
+    [(_, push)] = member.opened
+    current = {tek.policy.name: tek.spi for tek in net.groups.current_teks(1, 50.0)}
+    assert current["p2"] != held["p2"]
+    # Same name, new selectors: the old key must not keep encrypting the old traffic.
+    assert {spi for d in push.deletes for spi in d.spis} == {held["p2"]}
+
+
 def test_a_reload_removing_a_gateway_renews_every_key_and_drops_its_members(signing_key):
     group = replace(GROUP, gateways=frozenset({"gw", "gw2"}))
     net = Net([group], signing_key)

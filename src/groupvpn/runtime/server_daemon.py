@@ -284,7 +284,8 @@ class _Reloader:
             local: [phase1_peer(gateway, self._options.phase1_doi) for gateway in gateways]
             for local, gateways in setup.by_local_address.items()
         }
-        if setup.has_kek and self._key_server.signing_key is None:
+        previous_key = self._key_server.signing_key
+        if setup.has_kek and previous_key is None:
             try:
                 self._key_server.signing_key = _load_signing_key(self._state_dir)
             except StartupError as exc:
@@ -292,6 +293,7 @@ class _Reloader:
         try:
             outcome = self._rekeying.reconfigure(setup.groups, asyncio.get_running_loop().time())
         except ValueError as exc:
+            self._key_server.signing_key = previous_key  # a refused reload changes nothing
             raise ControlError(f"{exc}; configuration not reloaded") from exc
         for local, endpoint in self._endpoints.items():
             endpoint.set_peers(peers[local])

@@ -230,10 +230,13 @@ class GroupKeyServer:
 
     def _redefine(self, state: _GroupState, new: GroupDefinition) -> None:
         kept = {policy.name for policy in new.policies if policy in state.definition.policies}
-        names = {policy.name for policy in new.policies}
-        state.withdrawn_spis += [
-            tek.spi for name, tek in state.current.items() if name not in names
-        ]
+        if new.kek is not None:
+            # Deleted *and* changed policies: a changed policy's old key must stop
+            # encrypting under its old selectors (v2 members get a Delete for it).
+            # Only a group with rekeys drains this list, so only such a group fills it.
+            state.withdrawn_spis += [
+                tek.spi for name, tek in state.current.items() if name not in kept
+            ]
         state.current = {name: tek for name, tek in state.current.items() if name in kept}
         state.members = {
             address: record
