@@ -66,9 +66,12 @@ class Renewal:
 
 #: What a requested rekey replaces.  A policy change carries the changed group
 #: policies, whose keys the core makes itself; the other keys stay.  A membership
-#: change renews the TEKs and the KEK, so a member that left (and still holds
-#: both) can read neither the group's traffic nor its later pushes.  The operator's
-#: `request ... rekey` gives every member new TEK SPIs; the KEK keeps its schedule.
+#: change renews the TEKs and the KEK.  That alone does not lock out a member that
+#: left: the rollover travels under the KEK it still holds, and with multicast
+#: rekeys it still receives it.  Real exclusion needs the new keys delivered to the
+#: remaining members only (unicast, or LKH); until then the removed member merely
+#: stops being sent anything.  The operator's `request ... rekey` gives every member
+#: new TEK SPIs; the KEK keeps its schedule.
 RENEWED_BY_REQUEST: dict[RekeyReason, Renewal] = {
     RekeyReason.POLICY_CHANGE: Renewal(all_teks=False, kek=False),
     RekeyReason.MEMBERSHIP_CHANGE: Renewal(all_teks=True, kek=True),
