@@ -63,9 +63,9 @@ def test_an_ack_is_clear_hdr_hash_seq_id_under_the_kek_cookies():
     assert header.initiator_cookie + header.responder_cookie == KEK_SPI
     assert (header.exchange_type, header.flags, header.message_id) == (ACK_EXCHANGE_TYPE, 0, 0)
     assert header.next_payload == PayloadType.HASH
-    # HASH = prf(ack key, SEQ | ID), both whole payloads as they follow HASH.
+    # HASH = prf(ack key, KEK SPI | SEQ | ID), SEQ and ID whole as they follow HASH.
     _, after_hash = encode_payloads([SeqPayload(7), MEMBER1])
-    digest = hmac.digest(KEY1.key, after_hash, "sha256")
+    digest = hmac.digest(KEY1.key, KEK_SPI + after_hash, "sha256")
     hash_payload = encode_payloads([HashPayload(digest), SeqPayload(7), MEMBER1])[1]
     assert data[HEADER_LENGTH:] == hash_payload
     assert data[HEADER_LENGTH:].endswith(after_hash)
@@ -149,3 +149,13 @@ def test_building_checks_its_arguments():
         build_ack(bytes(8), 1, MEMBER1, KEY1)
     with pytest.raises(ValueError):
         build_ack(KEK_SPI, 1 << 32, MEMBER1, KEY1)
+
+
+def test_an_ack_moved_to_another_groups_kek_spi_acknowledges_nothing():
+    # One phase 1 SA, so one ack key, serves a member's VPNs in two groups: an ACK of
+    # SEQ 7 in one group, re-headered with the other group's KEK SPI, must not count.
+    other_spi = bytes(range(16, 32))
+    assert other_spi != KEK_SPI
+    moved = other_spi + build_ack(KEK_SPI, 7, MEMBER1, KEY1)[16:]
+    opened = open_ack(moved, lambda _s, _i: KEY1)
+    assert isinstance(opened, AckRejected) and opened.reason is AckRejection.BAD_HASH

@@ -2,7 +2,7 @@
 
 ::
 
-    GM -> KS   HDR, HASH, SEQ, ID          HASH = prf(ack key, SEQ | ID)
+    GM -> KS   HDR, HASH, SEQ, ID          HASH = prf(ack key, KEK SPI | SEQ | ID)
                ack key = prf(SKEYID_a, "GROUPKEY-PUSH ACK" | CKY-I | CKY-R)
 
 * HDR: the two cookies are the KEK SPI of the push being acknowledged (so the key
@@ -11,6 +11,9 @@
 * SEQ: the acknowledged push's sequence number; ID: the member's identity as it
   registered (its phase 1 ID payload).  SEQ and ID enter the HASH whole, generic
   headers included, as every GDOI hash takes "the payloads after HASH" (§5.2).
+  The KEK SPI (the header's cookies) enters it too: one phase 1 SA, and so one ack
+  key, serves every group VPN a member has on that gateway, and without the SPI an
+  ACK of SEQ n in one group, re-headered, would acknowledge SEQ n in another.
 * The ack key is the member's own: SKEYID_a and the cookies are those of the
   phase 1 SA its GROUPKEY-PULL ran under, which only that member and the key server
   know.  A KEK-derived key would be shared by the whole group, and any member could
@@ -106,7 +109,8 @@ def build_ack(kek_spi: bytes, sequence: int, identity: IdPayload, key: AckKey) -
         raise ValueError(f"SEQ {sequence} does not fit 32 bits")
     # SEQ | ID encode the same alone as after HASH: SEQ names ID next, ID ends the chain.
     _, signed = encode_payloads([SeqPayload(sequence), identity])
-    first, body = encode_payloads([HashPayload(key.prf(signed)), SeqPayload(sequence), identity])
+    digest = key.prf(kek_spi + signed)
+    first, body = encode_payloads([HashPayload(digest), SeqPayload(sequence), identity])
     half = KEK_SPI_LENGTH // 2
     header = IsakmpHeader(
         kek_spi[:half], kek_spi[half:], first, ACK_EXCHANGE_TYPE, 0, ACK_MESSAGE_ID,
@@ -168,7 +172,7 @@ def open_ack(data: bytes, key_for: AckKeyLookup) -> AckOpened | AckRejected:
     if key is None:
         detail = f"KEK SPI {spi.hex()}, {identity.describe()}"
         return AckRejected(AckRejection.UNKNOWN_MEMBER, detail, spi)
-    expected = key.prf(chain.raw[1] + chain.raw[2])
+    expected = key.prf(spi + chain.raw[1] + chain.raw[2])
     if not hmac.compare_digest(expected, digest.data):
         detail = f"SEQ {seq.sequence} from {identity.describe()}"
         return AckRejected(AckRejection.BAD_HASH, detail, spi)
