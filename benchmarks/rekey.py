@@ -126,7 +126,6 @@ class RekeyWatch:
         self.acked: set[int] = set()
         self.push_bytes = 0
         self.push_datagrams = 0
-        self.last_ack_at = 0.0
         self.done = asyncio.Event()
 
     def watch(self, index: int, core: MemberCore) -> None:
@@ -150,7 +149,6 @@ class RekeyWatch:
 
     def note_ack(self, index: int) -> None:
         self.acked.add(index)
-        self.last_ack_at = time.perf_counter()
         if len(self.acked) == self.members:
             self.done.set()
 
