@@ -60,6 +60,7 @@ from groupvpn.wire.attributes import DataAttribute
 from groupvpn.wire.dialect import V1, V2, Dialect
 from groupvpn.wire.gdoi import KeyDownloadPayload, SaKekPayload
 from groupvpn.wire.gdoi_numbers import KdType, KekAttribute, KekKeyAttribute
+from groupvpn.wire.gdoi_sa import GdoiId
 from groupvpn.wire.payloads import IdPayload
 from tests.ikepair import proposal
 
@@ -584,6 +585,95 @@ def test_multicast_rekeys_are_one_copy_to_the_group_and_nobody_is_removed(signin
     statuses = net.rekeying.member_statuses(1)
     assert [s.state_text for s in statuses.values()] == ["registered"] * 3
     assert len(net.groups.members()) == 3 and net.of(MemberInactive) == []
+
+
+MULTICAST = replace(UNICAST, multicast_group=IPv4Address("239.1.1.1"), acks_requested=False)
+MULTICAST_GROUP = replace(GROUP, kek=MULTICAST, multicast_interface="ge-0/0/1.0",
+                          multicast_interface_address=IPv4Address("192.0.2.1"))  # fmt: skip
+
+
+def test_a_reload_to_multicast_hands_the_rollover_to_unicast_then_pushes_to_the_group(
+    signing_key: SigningKey,
+):
+    """Members learn the multicast group from the rollover's SA KEK: it must reach them unicast."""
+    net = Net([GROUP], signing_key)
+    m1, m2 = net.register(M1), net.register(M2)
+    net.now = 100.0
+    outcome = net.rekeying.reconfigure([MULTICAST_GROUP], 100.0)
+    net.flush()
+    [sent] = outcome.rekeys.values()
+    assert sent.kek_rollover and sent.members == 2 and sent.destination is None
+    assert net.multicast == []  # nobody has joined the group yet
+    assert [(to, seq) for _, to, seq in net.sent] == [(M1, 1), (M2, 1)]
+    for member in (m1, m2):
+        [push] = member.rekeys()
+        assert push.new_kek is not None and push.new_kek.dst == GdoiId.ipv4("239.1.1.1", 848)
+        assert not acks_requested(push.new_kek)
+    # Both ACKed under the old unicast delivery: the handover is complete.
+    [complete] = net.of(RekeyCompleted)
+    assert (complete.seq, complete.acked, complete.removed) == (1, 2, 0)
+    assert [s.state_text for s in net.rekeying.member_statuses(1).values()] == ["registered"] * 2
+    # From now on one copy to the group, under the new KEK, and no unicast copy.
+    net.rekeying.request_rekey("g1", RekeyReason.OPERATOR_REQUEST, 200.0)
+    net.now = 200.0
+    net.flush()
+    [(_, rekey)] = net.multicast
+    assert rekey.destination == ("239.1.1.1", 848) and len(net.sent) == 2
+    for member in (m1, m2):
+        member.receive(rekey.data, 200.0)
+        assert member.rejected == [] and [p.sequence for p in member.rekeys()] == [1, 2]
+        assert member.rekeys()[1].kek_spi == sent_kek_spi(member)
+
+
+def sent_kek_spi(member: Member) -> bytes:
+    """The SPI of the KEK the member's first pushed rekey rolled it over to."""
+    new_kek = member.rekeys()[0].new_kek
+    assert new_kek is not None
+    return new_kek.spi
+
+
+def test_a_member_that_misses_the_handover_rekey_is_retransmitted_to_and_removed(
+    signing_key: SigningKey,
+):
+    net = Net([replace(GROUP, delivery=DeliverySettings(1, 5.0))], signing_key)
+    net.register(M1), net.register(M2)
+    net.deliver = lambda address, now: address != M2
+    net.now = 100.0
+    net.rekeying.reconfigure([replace(MULTICAST_GROUP, delivery=DeliverySettings(1, 5.0))], 100.0)
+    net.run(until=109.0)
+    statuses = net.rekeying.member_statuses(1)
+    assert statuses[M2].state_text == "retransmitting (1/1)"  # still the handover's view
+    assert [(at, to) for at, to, _ in net.sent if to == M2] == [(100.0, M2), (105.0, M2)]
+    net.run(until=111.0)
+    [inactive] = net.of(MemberInactive)
+    assert (inactive.address, inactive.seq) == (M2, 1)
+    assert [r.address for r in net.groups.members()] == [M1]
+    assert list(net.rekeying.member_statuses(1)) == [M1]  # gone from the new delivery too
+    assert net.rekeying.member_statuses(1)[M1].state_text == "registered"
+
+
+def test_a_reload_to_unicast_sends_the_rollover_to_the_group_then_unicast_copies_with_acks(
+    signing_key: SigningKey,
+):
+    net = Net([MULTICAST_GROUP], signing_key)
+    m1, m2 = net.register(M1), net.register(M2)
+    net.now = 100.0
+    net.rekeying.reconfigure([GROUP], 100.0)
+    net.flush()
+    [(_, rollover)] = net.multicast  # what the members still listen to
+    assert rollover.destination == ("239.1.1.1", 848) and net.sent == []
+    for member in (m1, m2):
+        member.receive(rollover.data, 100.0)
+        [push] = member.rekeys()
+        assert push.new_kek is not None and acks_requested(push.new_kek)
+        assert push.new_kek.dst == GdoiId.ipv4("0.0.0.0", 0)
+    assert [s.state_text for s in net.rekeying.member_statuses(1).values()] == ["active"] * 2
+    net.rekeying.request_rekey("g1", RekeyReason.OPERATOR_REQUEST, 200.0)
+    net.now = 200.0
+    net.flush()
+    assert len(net.multicast) == 1 and [(to, seq) for _, to, seq in net.sent] == [(M1, 2), (M2, 2)]
+    assert [e.result for e in net.of(AckReceived)] == ["accepted", "accepted"]
+    assert [s.last_acked_seq for s in net.rekeying.member_statuses(1).values()] == [2, 2]
 
 
 # -- the core: ACKs reach the rekeying before the IKE endpoint ---------------------------------

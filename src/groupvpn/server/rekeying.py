@@ -105,6 +105,12 @@ class _GroupRekeys:
     group_id: int
     scheduler: GroupRekeyScheduler
     delivery: UnicastDelivery | MulticastDelivery
+    #: The delivery of the communication type a reload replaced.  Members learn the
+    #: new type only from the rekey that carries the new SA KEK, so that rekey goes
+    #: the old way (unicast copies with ACKs, or the old multicast group); the
+    #: handover ends when that push is complete.
+    handover: UnicastDelivery | MulticastDelivery | None = None
+    handover_seq: int | None = None
     datagrams: dict[int, bytes] = field(default_factory=dict, repr=False)
     routes: dict[str, _Route] = field(default_factory=dict)
     #: The keys the scheduler tracks, to notice the ones it does not know yet.
@@ -165,7 +171,10 @@ class KeyServerRekeying:
         if state is None:
             return
         state.routes[record.address] = _Route(peer, local)
-        state.delivery.add_member(record.address, now, sequence)
+        for delivery in _deliveries(state):
+            # A registration during a handover brings the new SA KEK: what the
+            # member owed the handover is withdrawn, not left to remove it.
+            delivery.add_member(record.address, now, sequence)
         self._drain(state)
         self._sync_keys(state, now)  # the offer may have made a key the scheduler lacks
 
@@ -193,7 +202,10 @@ class KeyServerRekeying:
         state = self._rekeys.get(group_id)
         if state is None:
             return
-        result = state.delivery.acked(address, opened.sequence, now)
+        # During a handover from unicast the ACKs are owed to the old delivery (the
+        # new one is multicast, without ACKs); from multicast, to the new one.
+        acking = state.handover if isinstance(state.handover, UnicastDelivery) else state.delivery
+        result = acking.acked(address, opened.sequence, now)
         self._events.append(AckReceived(state.delivery.group, address, opened.sequence, result))
         self._drain(state)
 
@@ -243,6 +255,8 @@ class KeyServerRekeying:
                 sent = self._run(state, now)
                 if sent is not None:
                     rekeys[group_id] = sent
+            if state.handover is not None and state.handover_seq is None:
+                state.handover = None  # no rekey to carry: nothing to hand over
         return ReloadOutcome(changes, rekeys)
 
     def handle_timer(self, now: float) -> None:
@@ -255,9 +269,10 @@ class KeyServerRekeying:
         times = []
         for state in self._rekeys.values():
             times.append(state.schedule_at)
-            delivery = state.delivery.next_deadline()
-            if delivery is not None:
-                times.append(delivery)
+            for delivery in _deliveries(state):
+                deadline = delivery.next_deadline()
+                if deadline is not None:
+                    times.append(deadline)
         earliest = min(times, default=math.inf)
         return None if math.isinf(earliest) else earliest
 
@@ -278,7 +293,9 @@ class KeyServerRekeying:
         state = self._rekeys.get(group_id)
         if state is None:
             return {}
-        return {status.address: status for status in state.delivery.statuses()}
+        # Handing over from unicast: who still owes the handover rekey's ACK.
+        shown = state.handover if isinstance(state.handover, UnicastDelivery) else state.delivery
+        return {status.address: status for status in shown.statuses()}
 
     def next_rekey_at(self, group_id: int) -> float | None:
         state = self._rekeys.get(group_id)
@@ -320,18 +337,21 @@ class KeyServerRekeying:
         ) or (isinstance(delivery, UnicastDelivery) and multicast is None)
         members = {record.address for record in self.groups.members(definition.name)}
         if not same_type:
-            # Copies in flight belong to the old way of sending; the change's own
-            # rekey goes the new way to every member still listed.
-            state.delivery = delivery = self._new_delivery(definition)
-            state.datagrams.clear()
+            # The members still listen the old way: the change's own rekey (it
+            # carries the SA KEK that tells them the new way) is handed over to the
+            # old delivery, with the copies it still has in flight; the pushes
+            # after it go the new way to every member still listed.
+            state.handover, state.handover_seq = delivery, None
+            state.delivery = self._new_delivery(definition)
             for address in members:
-                delivery.add_member(address, now)
-        elif isinstance(delivery, UnicastDelivery):
-            delivery.settings = definition.delivery
-        delivery.group = definition.name
-        for status in delivery.statuses():
-            if status.address not in members:  # its IKE gateway left the group
-                delivery.remove_member(status.address, now)
+                state.delivery.add_member(address, now)
+        for delivery in _deliveries(state):
+            if isinstance(delivery, UnicastDelivery):
+                delivery.settings = definition.delivery
+            delivery.group = definition.name
+            for status in delivery.statuses():
+                if status.address not in members:  # its IKE gateway left the group
+                    delivery.remove_member(status.address, now)
         state.routes = {a: route for a, route in state.routes.items() if a in members}
         self._sync_keys(state, now)
 
@@ -377,6 +397,9 @@ class KeyServerRekeying:
         definition = groups.definition(group_id)
         assert definition is not None
         delivery = state.delivery
+        handing_over = state.handover is not None and state.handover_seq is None
+        if action.kind is PushKind.REKEY and handing_over and state.handover is not None:
+            delivery = state.handover  # the change's rekey: see _GroupRekeys.handover
         members: int | None = None
         destination = None
         if isinstance(delivery, MulticastDelivery):
@@ -414,56 +437,87 @@ class KeyServerRekeying:
             )  # fmt: skip
             self._sync_keys(state, now)
         state.datagrams[seq] = data
+        if delivery is state.handover:
+            state.handover_seq = seq
         delivery.add_push(seq, action.kind, now)
         self._events.append(event)
         return event
 
     def _transmit(self, state: _GroupRekeys, now: float) -> None:
-        delivery = state.delivery
         definition = self.groups.definition(state.group_id)
         assert definition is not None
-        if isinstance(delivery, MulticastDelivery):
-            destination = (delivery.destination, self.groups.port)
-            for copy in delivery.transmissions(now):
-                data = state.datagrams.get(copy.seq)
-                if data is not None:
-                    self._multicast.append(
-                        MulticastDatagram(data, destination,
-                                          definition.multicast_interface_address, definition.name)
-                    )  # fmt: skip
-        else:
-            limit = 1 + delivery.settings.number_of_retransmission
-            for copy in delivery.transmissions(now):
-                data = state.datagrams.get(copy.seq)
-                route = state.routes.get(copy.destination)
-                if data is None or route is None:
-                    continue
-                self._unicast.setdefault(route.local, []).append((data, route.peer))
-                if copy.copy > 1:
-                    self._events.append(
-                        RekeyRetransmitted(definition.name, copy.destination, copy.seq,
-                                           copy.copy, limit)
-                    )  # fmt: skip
+        for delivery in _deliveries(state):
+            if isinstance(delivery, MulticastDelivery):
+                self._transmit_multicast(state, delivery, definition, now)
+            else:
+                self._transmit_unicast(state, delivery, definition, now)
         self._drain(state)
 
-    def _drain(self, state: _GroupRekeys) -> None:
-        """What the delivery reports: removals to carry out, pushes to forget."""
-        delivery = state.delivery
-        for event in delivery.events():
-            if isinstance(event, MemberRemoved):
-                self.groups.remove_member(state.group_id, event.address)
-                state.routes.pop(event.address, None)
-                self._events.append(
-                    MemberInactive(delivery.group, state.group_id, event.address, event.seq,
-                                   event.copies)
+    def _transmit_multicast(
+        self, state: _GroupRekeys, delivery: MulticastDelivery, definition: GroupDefinition,
+        now: float,
+    ) -> None:  # fmt: skip
+        destination = (delivery.destination, self.groups.port)
+        for copy in delivery.transmissions(now):
+            data = state.datagrams.get(copy.seq)
+            if data is not None:
+                self._multicast.append(
+                    MulticastDatagram(data, destination,
+                                      definition.multicast_interface_address, definition.name)
                 )  # fmt: skip
-            elif isinstance(event, PushCompleted):
-                state.datagrams.pop(event.seq, None)
-                if event.kind is PushKind.REKEY and isinstance(delivery, UnicastDelivery):
-                    self._events.append(
-                        RekeyCompleted(delivery.group, event.seq, event.acked, event.removed,
-                                       event.withdrawn, event.completed_at - event.started_at)
-                    )  # fmt: skip
+
+    def _transmit_unicast(
+        self, state: _GroupRekeys, delivery: UnicastDelivery, definition: GroupDefinition,
+        now: float,
+    ) -> None:  # fmt: skip
+        limit = 1 + delivery.settings.number_of_retransmission
+        for copy in delivery.transmissions(now):
+            data = state.datagrams.get(copy.seq)
+            route = state.routes.get(copy.destination)
+            if data is None or route is None:
+                continue
+            self._unicast.setdefault(route.local, []).append((data, route.peer))
+            if copy.copy > 1:
+                self._events.append(
+                    RekeyRetransmitted(definition.name, copy.destination, copy.seq,
+                                       copy.copy, limit)
+                )  # fmt: skip
+
+    def _drain(self, state: _GroupRekeys) -> None:
+        """What the deliveries report: removals to carry out, pushes to forget."""
+        for delivery in _deliveries(state):
+            for event in delivery.events():
+                if isinstance(event, MemberRemoved):
+                    self._remove(state, event)
+                elif isinstance(event, PushCompleted):
+                    self._completed(state, delivery, event)
+
+    def _remove(self, state: _GroupRekeys, event: MemberRemoved) -> None:
+        self.groups.remove_member(state.group_id, event.address)
+        state.routes.pop(event.address, None)
+        for delivery in _deliveries(state):
+            delivery.remove_member(event.address, event.at)  # no-op where it was removed
+        self._events.append(
+            MemberInactive(event.group, state.group_id, event.address, event.seq, event.copies)
+        )
+
+    def _completed(
+        self, state: _GroupRekeys, delivery: UnicastDelivery | MulticastDelivery,
+        event: PushCompleted,
+    ) -> None:  # fmt: skip
+        state.datagrams.pop(event.seq, None)
+        if event.kind is PushKind.REKEY and isinstance(delivery, UnicastDelivery):
+            self._events.append(
+                RekeyCompleted(delivery.group, event.seq, event.acked, event.removed,
+                               event.withdrawn, event.completed_at - event.started_at)
+            )  # fmt: skip
+        if delivery is state.handover and event.seq == state.handover_seq:
+            state.handover = state.handover_seq = None  # handed over: the new way from now
+
+
+def _deliveries(state: _GroupRekeys) -> list[UnicastDelivery | MulticastDelivery]:
+    """The group's delivery, and the one it is handing over from, if any."""
+    return [state.delivery] if state.handover is None else [state.handover, state.delivery]
 
 
 def _schedule_settings(definition: GroupDefinition) -> ScheduleSettings:
