@@ -247,6 +247,7 @@ class MemberCore:
         )  # fmt: skip
         vpn.pull_sa = sa
         vpn.state = VpnState.REGISTERING
+        self._keys[vpn.config.name].pull_started()
         self._send_pull(vpn, vpn.pull.first_message(), now)
 
     def _send_pull(self, vpn: VpnRecord, data: bytes, now: float) -> None:

@@ -150,8 +150,16 @@ class GroupKeys:
         self.rekeys = self.heartbeats = self.acks_sent = 0
         # SHA-256 of each recently accepted push -> our ACK of it (None: not ACKed).
         self._recent: OrderedDict[bytes, bytes | None] = OrderedDict()
+        # Whether a GROUPKEY-PULL is running, and the SEQ of the newest rekey applied
+        # since it began (see registered()).
+        self._pulling = False
+        self._rekeyed_while_pulling: int | None = None
 
     # -- registration ----------------------------------------------------------------
+
+    def pull_started(self) -> None:
+        """A GROUPKEY-PULL begins: pushes from now on may be newer than its answer."""
+        self._pulling, self._rekeyed_while_pulling = True, None
 
     def registered(
         self,
@@ -162,7 +170,20 @@ class GroupKeys:
         ack: AckSender | None,
         now: float,
     ) -> tuple[list[KeyChange], int]:
-        """Take a (re-)registration; the key changes and how many SAs were accepted."""
+        """Take a (re-)registration; the key changes and how many SAs were accepted.
+
+        A rekey may overtake the pull's answer: the key server answers, then
+        rolls the keys over and pushes (to us as well: it counts us a member from
+        HASH(3) on), and a lost and retransmitted answer arrives after the push.
+        Such an answer is older than what we hold, by the server's own SEQ: its
+        keys and KEK would put us back on a KEK the server no longer sends under.
+        We keep the pushed state and take only the ACK key of the new phase 1 SA.
+        """
+        newer = self._rekeyed_while_pulling
+        self._pulling, self._rekeyed_while_pulling = False, None
+        if newer is not None and kek is not None and self.kek is not None and newer > kek.sequence:
+            self._ack = ack
+            return [], 0
         accepted, _ = self._filter(self.vpn, sas)
         kept = {sa.spi for sa in accepted}
         self._rejected = {PolicySelectors.of(sa): sa for sa in sas if sa.spi not in kept}
@@ -188,6 +209,7 @@ class GroupKeys:
     def clear(self, now: float) -> list[KeyChange]:
         """Forget every key, the KEK and the group clock (`clear ...`)."""
         self.kek = self._ack = self.monitor = None
+        self._pulling, self._rekeyed_while_pulling = False, None
         self._rejected = {}
         self._recent.clear()
         self._last_heard = None
@@ -236,6 +258,8 @@ class GroupKeys:
             self._remember(datagram, None)
             return Applied([self._heartbeat(opened, now)])
         self.rekeys += 1
+        if self._pulling:
+            self._rekeyed_while_pulling = opened.sequence
         if self.monitor is not None:
             self.monitor.heard(now, opened.sequence)  # a rekey proves the server alive too
         if opened.sa is not None:
