@@ -40,7 +40,7 @@ class PullAnswerLoss:
         self._pull_messages = 0
         receive = net.member.receive_datagram
 
-        def lossy(data, addr, now):  # type: ignore[no-untyped-def]
+        def lossy(data, addr, now):
             if pull_header(data).exchange_type == ExchangeType.GROUPKEY_PULL:
                 self._pull_messages += 1
                 if self.on and self._pull_messages % 2 == 0:  # 2 and 4 of each pull
