@@ -36,7 +36,13 @@ from groupvpn.gdoi.push_sig import sig_hash
 from groupvpn.member.group_clock import GroupClock
 from groupvpn.member.heartbeat import HeartbeatMonitor
 from groupvpn.member.install import JsonDict, PolicyFilter
-from groupvpn.member.keyring import GroupKeyring, KeyChange, KeyStatus, PolicySelectors
+from groupvpn.member.keyring import (
+    WITHDRAWN,
+    GroupKeyring,
+    KeyChange,
+    KeyStatus,
+    PolicySelectors,
+)
 from groupvpn.member.keys import (
     GroupKek,
     GroupSa,
@@ -241,10 +247,16 @@ class GroupKeys:
             self.acks_sent += 1
         return True, ack
 
-    def apply(self, opened: PushOpened, now: float, datagram: bytes = b"") -> Applied:
+    def apply(
+        self, opened: PushOpened, now: float, datagram: bytes = b"", *,
+        lists_every_policy: bool = False,
+    ) -> Applied:  # fmt: skip
         """Apply a push that verified under our KEK; UnusablePush if it cannot be used whole.
 
         ``datagram`` is the push as received, remembered to recognise its copies.
+        ``lists_every_policy``: a rekey with SA TEKs lists the group's whole policy
+        set (our v1 dialect, docs/rekey-wire.md), so keys of policies it does not
+        list are withdrawn.
         """
         kek = self.kek
         assert kek is not None and opened.kek_spi == kek.spi, "open_push chose another KEK"
@@ -277,6 +289,12 @@ class GroupKeys:
         events: list[KeysEvent] = list(self.keyring.install_pushed(accepted, now, self.atd))
         deleted = [spi for spi in _deleted_spis(opened) if self.keyring.decrypt_key(spi)]
         events += self.keyring.delete(deleted, now)
+        if lists_every_policy and new_sas:
+            # RFC 3547 has no Delete in a push: a policy the key server withdrew (or
+            # changed the selectors of) is one its rekey no longer lists.
+            withdrawn = self.keyring.withdraw_absent(new_sas, now)
+            events += withdrawn
+            deleted += [change.spi for change in withdrawn if change.reason == WITHDRAWN]
         if new_kek is not None:
             self.kek, self._kek_received_at = new_kek, now
             # The rollover may change the heartbeat interval (or start or stop them):
