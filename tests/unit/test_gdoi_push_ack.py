@@ -8,6 +8,7 @@ only the member's own ack key makes one, and anything else is a typed rejection.
 from __future__ import annotations
 
 import hmac
+from dataclasses import replace
 
 import pytest
 
@@ -27,6 +28,7 @@ from groupvpn.gdoi.push_ack import (
 )
 from groupvpn.gdoi.push_sig import sig_hash
 from groupvpn.server.kek import KEK_CIPHERS, SIG_HASHES, KekPolicy, new_kek
+from groupvpn.wire.attributes import DataAttribute
 from groupvpn.wire.constants import HEADER_LENGTH, PayloadType
 from groupvpn.wire.gdoi import GdoiId, SeqPayload
 from groupvpn.wire.message import encode_payloads, pull_header
@@ -142,6 +144,11 @@ def test_kek_ack_requested_marks_an_sa_kek():
     )  # fmt: skip
     assert acks_requested(asked)
     assert ack_requested_attribute().type == KEK_ACK_REQUESTED
+    # RFC 8263 registers several values (ACK methods): any non-zero one asks, 0 does not.
+    for value, asks in ((3, True), (0, False)):
+        other = DataAttribute.basic(KEK_ACK_REQUESTED, value)
+        attributes = (*plain.attributes, other)
+        assert acks_requested(replace(plain, attributes=attributes)) is asks
 
 
 def test_building_checks_its_arguments():

@@ -85,6 +85,9 @@ def test_an_answer_older_than_an_applied_rollover_does_not_put_the_member_back(
     key = net.ack_key()
     opened = open_ack(ack, lambda spi, identity: key)
     assert isinstance(opened, AckOpened) and (opened.kek_spi, opened.sequence) == (new.spi, 3)
+    # It names the member by the phase 1 identity of the SA it registered under.
+    sa = net.member.ike.established_with("gw1")
+    assert sa is not None and opened.identity == sa.local_id
 
 
 def test_an_answer_after_only_heartbeats_is_taken_whole(private_key: rsa.RSAPrivateKey):

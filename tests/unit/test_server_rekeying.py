@@ -141,6 +141,8 @@ class Member:
     opened: list[tuple[float, PushOpened]] = field(default_factory=list)
     rejected: list[PushRejected] = field(default_factory=list)
     acks: bool = True
+    #: The phase 1 identity its ACKs name (its address when None).
+    identity: IdPayload | None = None
 
     def receive(self, data: bytes, now: float) -> bytes | None:
         """Open a push like a member; the ACK to send back, if any."""
@@ -160,7 +162,7 @@ class Member:
             )  # fmt: skip
         if result.is_heartbeat or not self.acks:
             return None
-        identity = IdPayload.ipv4(self.address)
+        identity = self.identity or IdPayload.ipv4(self.address)
         return build_ack(result.kek_spi, result.sequence, identity, self.ack_key)
 
     def rekeys(self) -> list[PushOpened]:
@@ -358,24 +360,48 @@ def test_a_forged_ack_changes_nothing(signing_key: SigningKey):
     net.run(until=3540.0)
     assert victim.offer.sa.kek is not None
     kek_spi = victim.offer.sa.kek.spi
-    # M1 knows its own ACK key and the SEQ, but not M2's key: an ACK "from" M2 fails.
+    # M1 knows its own ACK key and the SEQ, but not M2's key: an ACK "from" M2 (M2's
+    # source address spoofed, M2's identity) fails.
     forged = build_ack(kek_spi, 1, IdPayload.ipv4(M2), honest.ack_key)
     before = net.rekeying.member_statuses(1)[M2]
-    net.rekeying.receive_ack(forged, (M1, 848), 3541.0)
+    net.rekeying.receive_ack(forged, (M2, 848), 3541.0)
     net.flush()
     assert net.rekeying.member_statuses(1)[M2] == before
     [dropped] = net.of(AckDropped)
-    assert dropped.reason == "bad-hash" and dropped.peer == (M1, 848)
-    # An ACK for nobody, and garbage, are dropped too (reported once per minute per reason).
+    assert dropped.reason == "bad-hash" and dropped.peer == (M2, 848)
+    # From its own address, M1's ACK naming M2 is M1's ACK (its key verified it).
+    net.rekeying.receive_ack(forged, (M1, 848), 3541.0)
+    net.flush()
+    assert net.of(AckReceived)[-1].address == M1
+    assert net.rekeying.member_statuses(1)[M2] == before
+    # An ACK from nobody's address, and the forgery again, are dropped too (reported
+    # once per minute per reason).
     net.rekeying.receive_ack(build_ack(kek_spi, 1, IdPayload.ipv4(M3), honest.ack_key),
                              (M3, 848), 3541.0)  # fmt: skip
-    net.rekeying.receive_ack(forged, (M1, 848), 3542.0)
+    net.rekeying.receive_ack(forged, (M2, 848), 3542.0)
     net.flush()
     assert [e.reason for e in net.of(AckDropped)] == ["bad-hash", "unknown-member"]
     net.run(until=3600.0)
     assert [e.address for e in net.of(MemberInactive)] == [M2]
     line = describe(net.of(AckDropped)[0])
     assert line is not None and honest.ack_key.key.hex() not in line[1]
+
+
+@pytest.mark.parametrize(
+    "identity", [IdPayload.ipv4("10.0.0.5"), IdPayload.fqdn("member1.example.net")],
+    ids=["private-address", "fqdn"],
+)  # fmt: skip
+def test_acks_are_matched_by_the_address_the_registration_came_from_not_the_id(
+    identity: IdPayload, signing_key: SigningKey
+):
+    """Behind NAT (or with a name as phase 1 ID) the ACK's ID is not the address the server saw."""
+    net = Net([GROUP], signing_key)
+    member = net.register(M1)  # the NAT's public address, as the server saw it
+    member.identity = identity
+    net.run(until=3540.0)
+    [received] = net.of(AckReceived)
+    assert (received.address, received.result) == (M1, "accepted")
+    assert net.rekeying.member_statuses(1)[M1].last_acked_seq == 1 and net.of(AckDropped) == []
 
 
 def test_a_member_registered_on_an_older_seq_joins_the_rekey_in_flight(signing_key):

@@ -94,11 +94,13 @@ def ack_requested_attribute() -> DataAttribute:
 
 
 def acks_requested(kek: SaKekPayload) -> bool:
-    """Whether the key server asks for ACKs of the pushes under this SA KEK."""
-    return any(
-        a.type == KEK_ACK_REQUESTED and a.as_int() == KEK_ACK_REQUESTED_VALUE
-        for a in kek.attributes
-    )
+    """Whether the key server asks for ACKs of the pushes under this SA KEK.
+
+    We send KEK_ACK_REQUESTED_VALUE; any non-zero value is taken as a request,
+    because RFC 8263 registers several values (ACK methods) and a member that
+    ignored one would be removed for not ACKing.
+    """
+    return any(a.type == KEK_ACK_REQUESTED and a.as_int() != 0 for a in kek.attributes)
 
 
 def build_ack(kek_spi: bytes, sequence: int, identity: IdPayload, key: AckKey) -> bytes:

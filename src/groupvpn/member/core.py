@@ -66,7 +66,6 @@ from groupvpn.wire.buffer import DecodeError
 from groupvpn.wire.constants import ExchangeType, notify_name
 from groupvpn.wire.dialect import Dialect
 from groupvpn.wire.message import IsakmpHeader
-from groupvpn.wire.payloads import IdPayload
 
 __all__ = [
     "GroupVpn",
@@ -314,8 +313,9 @@ class MemberCore:
     def _ack_sender(self, vpn: VpnRecord, kek: GroupKek | None) -> AckSender | None:
         """The ACK key of the IKE SA this registration ran under, kept for its lifetime.
 
-        The key server knows us by the address it saw the registration come from,
-        which is the local address of that IKE SA.
+        The ACK names us by that SA's phase 1 identity (docs/rekey-wire.md §5); the
+        key server finds us by the address the ACK comes from, which is the one it
+        saw the registration come from (behind NAT too).
         """
         sa = vpn.pull_sa
         if kek is None or sa is None or sa.keys is None:
@@ -324,7 +324,7 @@ class MemberCore:
             sig_hash(kek.sig_hash.algorithm), sa.keys.skeyid_a,
             sa.initiator_cookie + sa.responder_cookie,
         )  # fmt: skip
-        return AckSender(IdPayload.ipv4(self.ike.local_address), key)
+        return AckSender(sa.local_id, key)
 
     # -- rekeys ------------------------------------------------------------------------
 

@@ -25,7 +25,6 @@ socket and asks for operator rekeys (:meth:`request_rekey`) and reloads
 from __future__ import annotations
 
 import math
-import socket
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -59,7 +58,7 @@ from groupvpn.server.rekey_events import (
     RekeySent,
 )
 from groupvpn.server.tek import Tek
-from groupvpn.wire.constants import HEADER_LENGTH, IdType
+from groupvpn.wire.constants import HEADER_LENGTH
 from groupvpn.wire.payloads import IdPayload
 
 #: Seconds between two log lines about dropped ACKs of the same reason.
@@ -179,18 +178,21 @@ class KeyServerRekeying:
         self._sync_keys(state, now)  # the offer may have made a key the scheduler lacks
 
     def receive_ack(self, data: bytes, addr: Address, now: float) -> None:
-        """An ACK from a member (the identity it registered with: its IPv4 address)."""
+        """An ACK from ``addr``: a member is known by the address its registration came from.
+
+        Not by the ID in the ACK: that is the member's own phase 1 identity (an
+        address behind NAT, a name, ...), which the HASH covers, while the key
+        server knows the member by the address it saw, the one its copies go to
+        (and its ACKs come from: the member answers from its IKE socket).
+        """
         found: list[tuple[int, str]] = []
 
         def key_for(spi: bytes, identity: IdPayload) -> AckKey | None:
-            if identity.id_type != IdType.IPV4_ADDR or len(identity.data) != 4:
-                return None
             group_id = self.groups.group_for_kek(spi, now)
             if group_id is None:
                 return None
-            address = socket.inet_ntoa(identity.data)
-            found.append((group_id, address))
-            return self.groups.ack_key(group_id, address)
+            found.append((group_id, addr[0]))
+            return self.groups.ack_key(group_id, addr[0])
 
         opened = open_ack(data, key_for)
         if isinstance(opened, AckRejected):
@@ -335,7 +337,8 @@ class KeyServerRekeying:
         same_type = (
             isinstance(delivery, MulticastDelivery) and str(multicast) == delivery.destination
         ) or (isinstance(delivery, UnicastDelivery) and multicast is None)
-        members = {record.address for record in self.groups.members(definition.name)}
+        listed = [record.address for record in self.groups.members(definition.name)]
+        members = set(listed)
         if not same_type:
             # The members still listen the old way: the change's own rekey (it
             # carries the SA KEK that tells them the new way) is handed over to the
@@ -343,7 +346,7 @@ class KeyServerRekeying:
             # after it go the new way to every member still listed.
             state.handover, state.handover_seq = delivery, None
             state.delivery = self._new_delivery(definition)
-            for address in members:
+            for address in listed:  # in registration order, as copies go out
                 state.delivery.add_member(address, now)
         for delivery in _deliveries(state):
             if isinstance(delivery, UnicastDelivery):
