@@ -18,6 +18,7 @@ the payload is the bare inner packet with next header 4, as any RFC 4303 peer se
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from groupvpn.gdoi.push import GROUP_CLOCK_LENGTH
@@ -34,12 +35,17 @@ _MAX_MS = (1 << (8 * TIME_HEADER_LENGTH)) - 1
 
 
 def group_time_ms(group_time: float) -> int:
-    """Group time in seconds (as ``GroupClock.group_time`` gives it) in milliseconds."""
-    return int(group_time * MS_PER_SECOND)
+    """Group time in seconds (as ``GroupClock.group_time`` gives it) in milliseconds.
+
+    Rounded, not truncated: 1.001 s is 1000.9999999999999 ms in binary floating point.
+    """
+    return round(group_time * MS_PER_SECOND)
 
 
 def time_header(group_time: float) -> bytes | None:
-    """The 8-octet header for ``group_time`` (seconds); None if it does not fit (negative)."""
+    """The 8-octet header for ``group_time`` (seconds); None if it does not fit 8 octets."""
+    if not math.isfinite(group_time):
+        return None
     ms = group_time_ms(group_time)
     if not 0 <= ms <= _MAX_MS:
         return None

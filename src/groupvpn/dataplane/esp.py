@@ -37,6 +37,7 @@ key's counter again from where it may already have been: it persists the counter
 
 from __future__ import annotations
 
+import math
 import secrets
 import struct
 import sys
@@ -323,7 +324,7 @@ class EspSa:
                 return counters.drop(DropReason.BAD_INNER_HEADER)
             window = self.window
             if window.milliseconds is not None:
-                if group_time is None:
+                if group_time is None or not math.isfinite(group_time):
                     return counters.drop(DropReason.NO_GROUP_CLOCK)
                 sent = int.from_bytes(payload[:TIME_HEADER_LENGTH], "big")
                 if not window.accepts(sent, group_time_ms(group_time)):
