@@ -29,16 +29,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 from pathlib import Path
+from typing import Any
 
 from groupvpn.crypto.ciphers import CIPHERS
 from groupvpn.crypto.dh import MODEXP_IMPLEMENTATION, MODP_GROUPS, DhExchange
@@ -159,13 +161,18 @@ class KeyServer:
         fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-    def registered_members(self) -> int:
+    def registered_members_view(self) -> dict[str, Any]:
+        """`show security group-vpn server registered-members --json`, parsed."""
         output = subprocess.run(
             [sys.executable, "-m", "groupvpn", "show", "security", "group-vpn", "server",
              "registered-members", "--json", "--control", str(self.control)],
-            check=True, capture_output=True, text=True,
+            check=True, capture_output=True, text=True, timeout=60,
         ).stdout  # fmt: skip
-        return count_members(json.loads(output))
+        view: dict[str, Any] = json.loads(output)
+        return view
+
+    def registered_members(self) -> int:
+        return count_members(self.registered_members_view())
 
     def stop(self) -> None:
         self.process.terminate()
@@ -264,26 +271,42 @@ class MemberFleet:
                 task.add_done_callback(self._starting.discard)
 
 
-def run_once(group: int, members: int, window: int, port: int) -> RunResult:
-    cpus = sorted(os.sched_getaffinity(0))
-    server_core, fleet_core = cpus[0], cpus[-1]
-    with tempfile.TemporaryDirectory(prefix="groupvpn-bench-") as tmp:
-        server = KeyServer(Path(tmp), members, group, port, server_core)
+@contextlib.contextmanager
+def running_key_server(prefix: str, members: int, group: int, port: int) -> Iterator[KeyServer]:
+    """The key server, ready, on this process's first CPU in a fresh directory; then stopped."""
+    server_cpu = min(os.sched_getaffinity(0))
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        server = KeyServer(Path(tmp), members, group, port, server_cpu)
         try:
             server.wait_ready()
-            baseline = server.rss_kib("VmRSS")
-            cpu_before = server.cpu_seconds()
-            fleet = MemberFleet(members, group, port, window)
-            os.sched_setaffinity(0, {fleet_core})
+            yield server
+        finally:
+            server.stop()
+
+
+@contextlib.contextmanager
+def on_fleet_cpu() -> Iterator[None]:
+    """This process (the simulated members) on its last CPU, away from the server's."""
+    cpus = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {max(cpus)})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, cpus)
+
+
+def run_once(group: int, members: int, window: int, port: int) -> RunResult:
+    with running_key_server("groupvpn-bench-", members, group, port) as server:
+        baseline = server.rss_kib("VmRSS")
+        cpu_before = server.cpu_seconds()
+        fleet = MemberFleet(members, group, port, window)
+        with on_fleet_cpu():
             start = time.perf_counter()
             event_loop.run(fleet.run())
             seconds = time.perf_counter() - start
-            os.sched_setaffinity(0, cpus)
-            peak = server.rss_kib("VmHWM")
-            server_cpu = server.cpu_seconds() - cpu_before
-            registered = server.registered_members()
-        finally:
-            server.stop()
+        peak = server.rss_kib("VmHWM")
+        server_cpu = server.cpu_seconds() - cpu_before
+        registered = server.registered_members()
     for reason in fleet.failure_reasons[:5]:
         print(f"  failure: {reason}", file=sys.stderr)
     return RunResult(

@@ -27,25 +27,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
 import re
 import resource
-import subprocess
-import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.registration import KeyServer, MemberFleet
+from benchmarks.registration import KeyServer, MemberFleet, on_fleet_cpu, running_key_server
 from groupvpn.crypto.ciphers import cbc_decrypt
 from groupvpn.gdoi.push import KekMaterial
-from groupvpn.gdoi.push_ack import ACK_EXCHANGE_TYPE, build_ack, derive_ack_key
+from groupvpn.gdoi.push_ack import build_ack, derive_ack_key
 from groupvpn.gdoi.push_sig import sig_hash
 from groupvpn.member.core import MemberCore
 from groupvpn.runtime import loop as event_loop
 from groupvpn.runtime.control import call
+from groupvpn.server.rekeying import is_rekey_ack
 from groupvpn.wire.constants import HEADER_LENGTH, ExchangeType, PayloadType
 from groupvpn.wire.message import pull_header
 from groupvpn.wire.payloads import IdPayload
@@ -133,14 +129,14 @@ class RekeyWatch:
         receive, send = core.receive_datagram, core.datagrams_to_send
 
         def counting_receive(data: bytes, addr: tuple[str, int], now: float) -> None:
-            if self.armed and _exchange(data) == ExchangeType.GROUPKEY_PUSH:
+            if self.armed and pull_header(data).exchange_type == ExchangeType.GROUPKEY_PUSH:
                 self.push_bytes += len(data)
                 self.push_datagrams += 1
             receive(data, addr, now)
 
         def noting_acks() -> list[tuple[bytes, tuple[str, int]]]:
             out = send()
-            if self.armed and any(_exchange(data) == ACK_EXCHANGE_TYPE for data, _ in out):
+            if self.armed and any(is_rekey_ack(data) for data, _ in out):
                 self.note_ack(index)
             return out
 
@@ -165,32 +161,9 @@ async def _rekey_complete(server: KeyServer, sequence: int) -> dict[str, str]:
     raise SystemExit(f"the server never completed rekey {sequence}; see {server.log.name}")
 
 
-def _exchange(data: bytes) -> int:
-    return data[18] if len(data) > 18 else -1
-
-
-def _groupvpn(*words: str) -> str:
-    return subprocess.run(
-        [sys.executable, "-m", "groupvpn", *words],
-        check=True, capture_output=True, text=True, timeout=60,
-    ).stdout  # fmt: skip
-
-
 def run_once(members: int, port: int, window: int, full_members: bool) -> RekeyResult:
-    cpus = sorted(os.sched_getaffinity(0))
-    server_core, fleet_core = cpus[0], cpus[-1]
-    with tempfile.TemporaryDirectory(prefix="groupvpn-rekey-") as tmp:
-        server = KeyServer(Path(tmp), members, DH_GROUP, port, server_core)
-        try:
-            server.wait_ready()
-            os.sched_setaffinity(0, {fleet_core})
-            result = event_loop.run(
-                _register_then_rekey(server, members, port, window, full_members)
-            )
-            os.sched_setaffinity(0, cpus)
-        finally:
-            server.stop()
-    return result
+    with running_key_server("groupvpn-rekey-", members, DH_GROUP, port) as server, on_fleet_cpu():
+        return event_loop.run(_register_then_rekey(server, members, port, window, full_members))
 
 
 async def _register_then_rekey(
@@ -206,7 +179,6 @@ async def _register_then_rekey(
             watch.watch(index, core)
         else:
             fleet.protocols[index].endpoint = QuickAcker(core, watch, index)
-    control = str(server.control)
     cpu_before = server.cpu_seconds()
     watch.armed = True
     # What `groupvpn request security group-vpn server rekey group g1` sends, without
@@ -221,10 +193,7 @@ async def _register_then_rekey(
     cpu = server.cpu_seconds() - cpu_before
     if int(complete["acked"]) != members:
         raise SystemExit(f"the server counted {complete['acked']} ACKs of {members}")
-    view = json.loads(await asyncio.to_thread(
-        _groupvpn, "show", "security", "group-vpn", "server", "registered-members", "--json",
-        "--control", control,
-    ))  # fmt: skip
+    view = await asyncio.to_thread(server.registered_members_view)
     acked_at_server = sum(
         1 for group in view["groups"] for member in group["members"]
         if member.get("last-acked-sequence") == sequence

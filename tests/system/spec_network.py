@@ -1,8 +1,9 @@
-"""The spec's example network on loopback, for the system tests (see test_spec_example.py).
+"""The spec's example network on loopback, and the helpers the system tests share.
 
 The spec's Junos configurations (tests/configs/spec/) with their addresses moved onto
 127.0.0.0/8: the key server's 20.0.0.1 becomes 127.0.0.20, member1 127.0.0.11,
-member2 127.0.0.12.
+member2 127.0.0.12.  The helpers run the ``groupvpn`` command line, mostly against a
+daemon's control socket, and read its ``--json`` views.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import re
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,20 +35,91 @@ def loopback_config(name: str, target: Path) -> Path:
     return target
 
 
-def free_port() -> int:
+def add_lines(conf: Path, lines: Sequence[str]) -> None:
+    """Append configuration lines to ``conf``."""
+    conf.write_text(conf.read_text() + "".join(f"{line}\n" for line in lines))
+
+
+def group_policy(name: str, source: str, destination: str) -> list[str]:
+    """A match-policy ``name`` of group g1 (any port and protocol), as set lines."""
+    prefix = f"set security group-vpn server group g1 ipsec-sa group-sa match-policy {name}"
+    return [
+        f"{prefix} {line}"
+        for line in (f"source {source}", f"destination {destination}", "source-port 0",
+                     "destination-port 0", "protocol 0")
+    ]  # fmt: skip
+
+
+def free_port(address: str = "127.0.0.20") -> int:
+    """A UDP port nobody on ``address`` uses at the moment."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.20", 0))
+        probe.bind((address, 0))
         port: int = probe.getsockname()[1]
         return port
 
 
-def show_json(control: Path, *words: str) -> Any:
+def groupvpn(*words: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+    """``python -m groupvpn WORDS``, output captured; with ``check``, assert it succeeded."""
     result = subprocess.run(
-        [sys.executable, "-m", "groupvpn", "show", *words, "--control", str(control), "--json"],
+        [sys.executable, "-m", "groupvpn", *words],
         capture_output=True, text=True, timeout=30, check=False,
     )  # fmt: skip
-    assert result.returncode == 0, result.stderr
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def show_json(control: Path, *words: str) -> Any:
+    result = groupvpn("show", *words, "--control", str(control), "--json", check=True)
     return json.loads(result.stdout)
+
+
+def eventually(check: Callable[[], Any], timeout: float = 30.0) -> Any:
+    """``check()`` once it is truthy, or its last value once ``timeout`` seconds are up."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.2)
+
+
+def rekey(server_control: Path, *extra: str, group: str = "g1") -> subprocess.CompletedProcess[str]:
+    """`request security group-vpn server rekey group GROUP`, which must succeed."""
+    return groupvpn("request", "security", "group-vpn", "server", "rekey", "group", group,
+                    "--control", str(server_control), *extra, check=True)  # fmt: skip
+
+
+def clear_member_sas(member_control: Path) -> subprocess.CompletedProcess[str]:
+    """`clear security group-vpn member ipsec security-associations`, which must succeed."""
+    return groupvpn("clear", "security", "group-vpn", "member", "ipsec", "security-associations",
+                    "--control", str(member_control), check=True)  # fmt: skip
+
+
+def server_spis(server_control: Path) -> dict[str, str]:
+    """The key server's current TEK SPI per policy of its first group."""
+    view = show_json(server_control, "security", "group-vpn", "server", "ipsec",
+                     "security-associations")  # fmt: skip
+    return {sa["policy"]: sa["spi"] for sa in view["groups"][0]["security-associations"]}
+
+
+def member_keys(member_control: Path) -> list[dict[str, Any]]:
+    """The TEKs a member holds (`show ... member ipsec security-associations`)."""
+    view = show_json(member_control, "security", "group-vpn", "member", "ipsec",
+                     "security-associations")  # fmt: skip
+    keys: list[dict[str, Any]] = view["security-associations"]
+    return keys
+
+
+def kek_view(control: Path, role: str) -> Any:
+    """`show security group-vpn ROLE kek security-associations --json` (server or member)."""
+    return show_json(control, "security", "group-vpn", role, "kek", "security-associations")
+
+
+def registered_members(server_control: Path) -> dict[str, dict[str, Any]]:
+    """The key server's registered members of every group, by address."""
+    view = show_json(server_control, "security", "group-vpn", "server", "registered-members")
+    return {m["address"]: m for group in view["groups"] for m in group["members"]}
 
 
 SpecNetwork = tuple[dict[str, Path], dict[str, DaemonProcess]]
@@ -69,8 +142,7 @@ def running_spec_network(
         for name in ("server", "member1", "member2"):
             conf = loopback_config(f"{name}.conf", tmp_path / f"{name}.conf")
             extra = server_lines if name == "server" else member_lines
-            if extra:
-                conf.write_text(conf.read_text() + "\n".join(extra) + "\n")
+            add_lines(conf, extra)
             role = "server" if name == "server" else "member"
             argv = groupvpn_argv(role, conf, port=port, extra=extra_args)
             daemon = DaemonProcess(argv, tmp_path / f"{name}.log", name=name).start()

@@ -5,23 +5,16 @@ from __future__ import annotations
 import signal
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.interop.daemon import IKE_SA_UP, DaemonProcess, groupvpn_argv
+from tests.system.spec_network import free_port, groupvpn
 
 SERVER_IP = "127.0.0.20"
 MEMBER_IP = "127.0.0.11"
 PSK = "loopback-psk-never-logged"
-
-
-def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind((SERVER_IP, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _config(role: str, peer: str, local: str, psk: str = PSK) -> str:
@@ -45,7 +38,7 @@ def _config(role: str, peer: str, local: str, psk: str = PSK) -> str:
 
 @pytest.fixture
 def port() -> int:
-    return _free_udp_port()
+    return free_port(SERVER_IP)
 
 
 def _server(tmp_path: Path, port: int) -> DaemonProcess:
@@ -131,10 +124,7 @@ def test_bad_configuration_is_a_clear_error(tmp_path: Path, content: str | None,
     conf = tmp_path / "server.conf"
     if content is not None:
         conf.write_text(content)
-    result = subprocess.run(
-        [sys.executable, "-m", "groupvpn", "server", "-c", str(conf)],
-        capture_output=True, text=True, timeout=30, check=False,
-    )  # fmt: skip
+    result = groupvpn("server", "-c", str(conf))
     assert result.returncode == 1
     assert expected in result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr

@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.interop import tshark
-from tests.system.spec_network import SpecNetwork, show_json
-from tests.system.test_rekeys import _eventually, _member_keys, _rekey
+from tests.system.spec_network import SpecNetwork, eventually, kek_view, member_keys, rekey
 
 MEMBER1 = "127.0.0.11"
 
@@ -28,8 +27,7 @@ def _port(network: SpecNetwork) -> int:
 
 
 def _rejections(socket_path: Path) -> dict[str, int]:
-    view: dict[str, Any] = show_json(socket_path, "security", "group-vpn", "member", "kek",
-                                     "security-associations")  # fmt: skip
+    view: dict[str, Any] = kek_view(socket_path, "member")
     counts: dict[str, int] = view["push-rejections"]
     return counts
 
@@ -52,10 +50,10 @@ def test_replayed_forged_and_unknown_pushes_are_dropped_and_counted(
     port = _port(spec_network)
     pcap = tmp_path / "rekey.pcap"
     with tshark.capture(None, "lo", pcap, capture_filter=f"udp port {port}"):
-        _rekey(sockets["server"])
-        assert _eventually(lambda: "rekey applied" in daemons["member1"].log_text())
+        rekey(sockets["server"])
+        assert eventually(lambda: "rekey applied" in daemons["member1"].log_text())
     push = _captured_push(pcap, MEMBER1)
-    keys_before = sorted(k["spi"] for k in _member_keys(sockets["member1"]))
+    keys_before = sorted(k["spi"] for k in member_keys(sockets["member1"]))
     before = _rejections(sockets["member1"])
 
     forged = push[:-20] + bytes([push[-20] ^ 0x01]) + push[-19:]  # inside the SIG payload
@@ -71,9 +69,9 @@ def test_replayed_forged_and_unknown_pushes_are_dropped_and_counted(
         wanted = ("replayed-seq", "bad-signature", "unknown-kek")
         return grown if all(grown.get(reason, 0) >= 1 for reason in wanted) else None
 
-    grown = _eventually(counted, timeout=10)
+    grown = eventually(counted, timeout=10)
     assert grown, _rejections(sockets["member1"])
-    assert sorted(k["spi"] for k in _member_keys(sockets["member1"])) == keys_before
+    assert sorted(k["spi"] for k in member_keys(sockets["member1"])) == keys_before
     time.sleep(0.2)
     log = daemons["member1"].log_text()
     assert "push dropped" in log and "Traceback" not in log

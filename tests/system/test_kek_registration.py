@@ -9,10 +9,7 @@ and nothing for g2.  Addresses 127.0.3.0/24 are used by no other system test.
 
 from __future__ import annotations
 
-import json
-import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +17,7 @@ from typing import Any
 import pytest
 
 from tests.interop.daemon import DaemonProcess, groupvpn_argv
+from tests.system.spec_network import free_port, groupvpn, kek_view
 
 SERVER_IP = "127.0.3.1"
 MEMBER_IP = "127.0.3.11"
@@ -87,31 +85,10 @@ MEMBER_CONFIG = "\n".join(
 )
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind((SERVER_IP, 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def _groupvpn(*words: str) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [sys.executable, "-m", "groupvpn", *words],
-        capture_output=True, text=True, timeout=30, check=False,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    return result
-
-
-def _show(control: Path, *words: str) -> Any:
-    args = ("show", "security", "group-vpn", *words, "--control", str(control), "--json")
-    return json.loads(_groupvpn(*args).stdout)
-
-
 @pytest.fixture(params=["v1", "v2"])
 def kek_network(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, Any]]:
     dialect: str = request.param
-    port = _free_port()
+    port = free_port(SERVER_IP)
     daemons: dict[str, DaemonProcess] = {}
     try:
         for role, text in (("server", SERVER_CONFIG), ("member", MEMBER_CONFIG)):
@@ -137,10 +114,10 @@ def kek_network(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict
 
 def test_the_member_holds_the_servers_kek_and_seq(kek_network: dict[str, Any]):
     port, daemons = kek_network["port"], kek_network["daemons"]
-    server_view = _show(kek_network["server"], "server", "kek", "security-associations")
+    server_view = kek_view(kek_network["server"], "server")
     server = {sa["group"]: sa for sa in server_view["security-associations"]}
     assert sorted(server) == ["g1", "g3"]  # g2 has no server-member-communication
-    member_view = _show(kek_network["member"], "member", "kek", "security-associations")
+    member_view = kek_view(kek_network["member"], "member")
     member = {sa["vpn"]: sa for sa in member_view["security-associations"]}
     assert sorted(member) == ["gvpn1", "gvpn3"]
 
@@ -169,8 +146,8 @@ def test_the_member_holds_the_servers_kek_and_seq(kek_network: dict[str, Any]):
     assert server["g3"]["multicast-group"] == "226.1.1.1"
 
     # The text tables show the same cookies; no daemon logged a key or a traceback.
-    text = _groupvpn("show", "security", "group-vpn", "member", "kek", "security-associations",
-                     "--control", str(kek_network["member"])).stdout  # fmt: skip
+    text = groupvpn("show", "security", "group-vpn", "member", "kek", "security-associations",
+                    "--control", str(kek_network["member"]), check=True).stdout  # fmt: skip
     assert g1["initiator-cookie"] in text and "Total KEK SAs: 2" in text
     log = daemons["member"].log_text()
     assert "registered: vpn=gvpn1 group-id=1 teks=1 kek=yes" in log
@@ -187,13 +164,13 @@ def test_clear_kek_drops_it_and_registration_brings_back_the_groups_kek(
     kek_network: dict[str, Any],
 ):
     member_socket, member = kek_network["member"], kek_network["daemons"]["member"]
-    before = _show(member_socket, "member", "kek", "security-associations")
+    before = kek_view(member_socket, "member")
     offset = member.log_offset()
-    _groupvpn("clear", "security", "group-vpn", "member", "kek", "security-associations",
-              "--control", str(member_socket))  # fmt: skip
+    groupvpn("clear", "security", "group-vpn", "member", "kek", "security-associations",
+             "--control", str(member_socket), check=True)  # fmt: skip
     for n in (1, 2, 3):
         member.wait_for_line(rf"registered: vpn=gvpn{n} ", timeout=30, since=offset)
-    after = _show(member_socket, "member", "kek", "security-associations")
+    after = kek_view(member_socket, "member")
     # The group's KEK has not expired, so the member gets the same one again.
     assert [sa["spi"] for sa in after["security-associations"]] == [
         sa["spi"] for sa in before["security-associations"]
@@ -205,7 +182,7 @@ def test_a_restarted_server_signs_with_the_same_key_from_its_state_directory(
     kek_network: dict[str, Any], tmp_path: Path
 ):
     daemons = kek_network["daemons"]
-    before = _show(kek_network["server"], "server", "kek", "security-associations")
+    before = kek_view(kek_network["server"], "server")
     state = tmp_path / "server.state"  # groupvpn_argv's --state-dir for server.conf
     key_file = state / "signing-key.pem"
     assert state.stat().st_mode & 0o777 == 0o700
@@ -214,7 +191,7 @@ def test_a_restarted_server_signs_with_the_same_key_from_its_state_directory(
     restarted = DaemonProcess(daemons["server"].argv, tmp_path / "server-2.log", name="server")
     daemons["server"] = restarted.start()
     restarted.wait_for_line("key server running", timeout=20)
-    after = _show(kek_network["server"], "server", "kek", "security-associations")
+    after = kek_view(kek_network["server"], "server")
     fingerprints = {sa["signing-key-fingerprint"] for sa in before["security-associations"]}
     assert len(fingerprints) == 1
     assert {sa["signing-key-fingerprint"] for sa in after["security-associations"]} == (
@@ -233,7 +210,7 @@ def test_an_unusable_signing_key_stops_the_server_with_a_way_out(tmp_path: Path)
     key_file.write_bytes(b"-----BEGIN PRIVATE KEY-----\ngarbage\n-----END PRIVATE KEY-----\n")
     key_file.chmod(0o600)
     result = subprocess.run(
-        groupvpn_argv("server", conf, port=_free_port()),
+        groupvpn_argv("server", conf, port=free_port(SERVER_IP)),
         capture_output=True, text=True, timeout=30, check=False,
     )  # fmt: skip
     output = result.stdout + result.stderr

@@ -16,8 +16,14 @@ import pytest
 
 from tests.interop.daemon import DaemonProcess, groupvpn_argv
 from tests.system.multicast_lab import multicast_lan
-from tests.system.spec_network import show_json
-from tests.system.test_rekeys import _eventually, _member_keys, _members, _rekey, _server_spis
+from tests.system.spec_network import (
+    eventually,
+    kek_view,
+    member_keys,
+    registered_members,
+    rekey,
+    server_spis,
+)
 
 PORT = 848
 GROUP_ADDRESS = "239.77.0.1"
@@ -112,23 +118,22 @@ def test_one_multicast_rekey_reaches_every_member(tmp_path: Path):
             for name in members:
                 daemons[name].wait_for_line(r"multicast rekeys: joined", timeout=30)
             sockets = {name: tmp_path / f"{name}.sock" for name in configs}
-            before = _server_spis(sockets)
-            _rekey(sockets["server"])
-            new_spi = _server_spis(sockets)["p1"]
+            before = server_spis(sockets["server"])
+            rekey(sockets["server"])
+            new_spi = server_spis(sockets["server"])["p1"]
             assert new_spi != before["p1"]
             for name in members:
 
                 def holds_new(name: str = name) -> bool:
-                    return new_spi in {k["spi"] for k in _member_keys(sockets[name])}
+                    return new_spi in {k["spi"] for k in member_keys(sockets[name])}
 
-                assert _eventually(holds_new), daemons[name].log_text()[-3000:]
-                kek = show_json(sockets[name], "security", "group-vpn", "member", "kek",
-                                "security-associations")  # fmt: skip
+                assert eventually(holds_new), daemons[name].log_text()[-3000:]
+                kek = kek_view(sockets[name], "member")
                 [sa] = kek["security-associations"]
                 assert sa["destination"].startswith(GROUP_ADDRESS)
                 assert sa["acks-sent"] == 0  # multicast rekeys are not ACKed
             # Nobody was dropped for not ACKing.
-            assert sorted(_members(sockets)) == sorted(members.values())
+            assert sorted(registered_members(sockets["server"])) == sorted(members.values())
             for daemon in daemons.values():
                 assert "Traceback" not in daemon.log_text()
         finally:

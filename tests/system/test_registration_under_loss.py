@@ -20,7 +20,15 @@ import pytest
 from groupvpn.runtime.control import call
 from tests.interop.daemon import DaemonProcess, groupvpn_argv
 from tests.system.lossy_network import dropped_datagrams, lossy_namespace
-from tests.system.spec_network import loopback_config, show_json
+from tests.system.spec_network import (
+    add_lines,
+    kek_view,
+    loopback_config,
+    member_keys,
+    registered_members,
+    server_spis,
+    show_json,
+)
 
 PORT = 848
 SMC = "set security group-vpn server group g1 server-member-communication"
@@ -37,7 +45,7 @@ def test_registration_and_a_rekey_reach_every_member_through_30_percent_loss(tmp
             for name in ("server", *MEMBERS):
                 conf = loopback_config(f"{name}.conf", tmp_path / f"{name}.conf")
                 if name == "server":
-                    conf.write_text(conf.read_text() + "\n".join(PATIENT) + "\n")
+                    add_lines(conf, PATIENT)
                 role = "server" if name == "server" else "member"
                 argv = groupvpn_argv(role, conf, port=PORT, extra=fast)
                 daemon = DaemonProcess(argv, tmp_path / f"{name}.log", netns=ns, name=name)
@@ -50,21 +58,14 @@ def test_registration_and_a_rekey_reach_every_member_through_30_percent_loss(tmp
             assert sorted(_registered(tmp_path)) == sorted(MEMBERS.values())
 
             # Each member holds exactly the server's keys for p1 and p2, and its KEK.
-            server_sas = show_json(tmp_path / "server.sock", "security", "group-vpn", "server",
-                                   "ipsec", "security-associations")  # fmt: skip
-            spi_of = {sa["policy"]: sa["spi"] for sa in
-                      server_sas["groups"][0]["security-associations"]}  # fmt: skip
-            server_kek = show_json(tmp_path / "server.sock", "security", "group-vpn", "server",
-                                   "kek", "security-associations")  # fmt: skip
+            spi_of = server_spis(tmp_path / "server.sock")
+            server_kek = kek_view(tmp_path / "server.sock", "server")
             for name in MEMBERS:
                 sock = tmp_path / f"{name}.sock"
-                ipsec = show_json(sock, "security", "group-vpn", "member", "ipsec",
-                                  "security-associations")  # fmt: skip
-                assert sorted(sa["spi"] for sa in ipsec["security-associations"]) == sorted(
+                assert sorted(sa["spi"] for sa in member_keys(sock)) == sorted(
                     [spi_of["p1"], spi_of["p2"]]
                 )
-                kek = show_json(sock, "security", "group-vpn", "member", "kek",
-                                "security-associations")  # fmt: skip
+                kek = kek_view(sock, "member")
                 assert (
                     kek["security-associations"][0]["spi"]
                     == (server_kek["security-associations"][0]["spi"])
@@ -73,25 +74,21 @@ def test_registration_and_a_rekey_reach_every_member_through_30_percent_loss(tmp
             # both ACKs (it retransmits what was lost).
             answer = call(tmp_path / "server.sock", "server-rekey", {"group": "g1"})
             sequence = int(answer["sequence"])
-            new = show_json(tmp_path / "server.sock", "security", "group-vpn", "server",
-                            "ipsec", "security-associations")  # fmt: skip
-            new_spis = {sa["spi"] for sa in new["groups"][0]["security-associations"]
-                        if sa["policy"] in ("p1", "p2")}  # fmt: skip
+            new = server_spis(tmp_path / "server.sock")
+            new_spis = {new["p1"], new["p2"]}
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
-                members = _members(tmp_path)
+                members = registered_members(tmp_path / "server.sock")
                 if len(members) == len(MEMBERS) and all(
                     m.get("last-acked-sequence") == sequence for m in members.values()
                 ):
                     break
                 time.sleep(0.5)
-            members = _members(tmp_path)
+            members = registered_members(tmp_path / "server.sock")
             assert sorted(members) == sorted(MEMBERS.values()), members
             assert all(m.get("last-acked-sequence") == sequence for m in members.values())
             for name in MEMBERS:
-                ipsec = show_json(tmp_path / f"{name}.sock", "security", "group-vpn", "member",
-                                  "ipsec", "security-associations")  # fmt: skip
-                assert new_spis <= {sa["spi"] for sa in ipsec["security-associations"]}
+                assert new_spis <= {sa["spi"] for sa in member_keys(tmp_path / f"{name}.sock")}
             # The path really was lossy, and nobody crashed or logged a secret.
             assert dropped_datagrams(ns) > 0
             for daemon in daemons.values():
@@ -101,12 +98,6 @@ def test_registration_and_a_rekey_reach_every_member_through_30_percent_loss(tmp
         finally:
             for daemon in daemons.values():
                 daemon.stop()
-
-
-def _members(tmp_path: Path) -> dict[str, dict[str, Any]]:
-    view: dict[str, Any] = show_json(tmp_path / "server.sock", "security", "group-vpn", "server",
-                                     "registered-members")  # fmt: skip
-    return {m["address"]: m for group in view["groups"] for m in group["members"]}
 
 
 def _registered(tmp_path: Path) -> list[str]:

@@ -11,36 +11,23 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
-import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from tests.interop.daemon import DaemonProcess, groupvpn_argv
-from tests.system.spec_network import free_port, loopback_config, show_json
+from tests.system.spec_network import (
+    add_lines,
+    eventually,
+    free_port,
+    group_policy,
+    groupvpn,
+    kek_view,
+    loopback_config,
+    rekey,
+    server_spis,
+    show_json,
+)
 
 SMC = "set security group-vpn server group g1 server-member-communication"
-
-
-def _groupvpn(*words: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "groupvpn", *words],
-        capture_output=True, text=True, timeout=30, check=False,
-    )  # fmt: skip
-
-
-def _eventually(check: Callable[[], Any], timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := check()) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    return value
-
-
-def _server_spis(control: Path) -> dict[str, str]:
-    view = show_json(control, "security", "group-vpn", "server", "ipsec", "security-associations")
-    return {sa["policy"]: sa["spi"] for sa in view["groups"][0]["security-associations"]}
 
 
 def test_an_operator_rekey_prints_what_it_sent_and_unknown_groups_fail(
@@ -48,23 +35,20 @@ def test_an_operator_rekey_prints_what_it_sent_and_unknown_groups_fail(
 ):
     sockets, daemons = spec_network
     server = daemons["server"]
-    before = _server_spis(sockets["server"])
+    before = server_spis(sockets["server"])
     offset = server.log_offset()
-    result = _groupvpn("request", "security", "group-vpn", "server", "rekey", "group", "g1",
-                       "--control", str(sockets["server"]))  # fmt: skip
-    assert result.returncode == 0, result.stderr
+    result = rekey(sockets["server"])
     assert result.stdout.strip() == (
         "rekey sent: group g1 (group-id 1), SEQ 1, operator-request, to 2 members; "
         "new TEKs: p1, p2, p3"
     )
-    after = _server_spis(sockets["server"])
+    after = server_spis(sockets["server"])
     assert all(after[policy] != before[policy] for policy in before)
     server.wait_for_line(
         r"rekey sent: group=g1 group-id=1 seq=1 reasons=operator-request members=2 "
         r"new-teks=p1,p2,p3 kek=kept", timeout=10, since=offset,
     )  # fmt: skip
-    kek = show_json(sockets["server"], "security", "group-vpn", "server", "kek",
-                    "security-associations")["security-associations"][0]  # fmt: skip
+    kek = kek_view(sockets["server"], "server")["security-associations"][0]
     assert kek["sequence"] == 1 and 3400 < kek["next-rekey-seconds"] <= 3540
     assert 0 < kek["next-heartbeat-seconds"] <= 300
     # Every member shows how it follows the rekeys; JSON keys of before are all kept.
@@ -85,15 +69,15 @@ def test_an_operator_rekey_prints_what_it_sent_and_unknown_groups_fail(
         return all(m["last-acked-sequence"] == 1 and m["state"] == "active"
                    for m in view["groups"][0]["members"])  # fmt: skip
 
-    assert _eventually(acked, timeout=10), show_json(
+    assert eventually(acked, timeout=10), show_json(
         sockets["server"], "security", "group-vpn", "server", "registered-members"
     )
     server.wait_for_line(r"rekey complete: group=g1 seq=1 acked=2", timeout=5, since=offset)
-    text = _groupvpn("show", "security", "group-vpn", "server", "registered-members",
-                     "--control", str(sockets["server"])).stdout  # fmt: skip
+    text = groupvpn("show", "security", "group-vpn", "server", "registered-members",
+                    "--control", str(sockets["server"])).stdout  # fmt: skip
     assert "Rekeys: unicast" in text and "Last ACKed Seq" in text
-    unknown = _groupvpn("request", "security", "group-vpn", "server", "rekey", "group", "nope",
-                        "--control", str(sockets["server"]))  # fmt: skip
+    unknown = groupvpn("request", "security", "group-vpn", "server", "rekey", "group", "nope",
+                       "--control", str(sockets["server"]))  # fmt: skip
     assert unknown.returncode == 1
     assert unknown.stderr.strip() == "error: group nope is not configured"
     assert "Traceback" not in server.log_text()
@@ -103,13 +87,8 @@ def test_a_reload_with_a_new_policy_says_which_rekey_it_sent(
     spec_network: tuple[dict[str, Path], dict[str, DaemonProcess]], tmp_path: Path
 ):
     sockets, daemons = spec_network
-    conf = tmp_path / "server.conf"
-    p4 = "set security group-vpn server group g1 ipsec-sa group-sa match-policy p4"
-    conf.write_text(conf.read_text() + "".join(
-        f"{p4} {line}\n" for line in ("source 10.5.0.0/16", "destination 10.6.0.0/16",
-                                      "source-port 0", "destination-port 0", "protocol 0")
-    ))  # fmt: skip
-    result = _groupvpn("reload", "--control", str(sockets["server"]))
+    add_lines(tmp_path / "server.conf", group_policy("p4", "10.5.0.0/16", "10.6.0.0/16"))
+    result = groupvpn("reload", "--control", str(sockets["server"]))
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
         "configuration reloaded",
@@ -142,14 +121,11 @@ def test_multicast_rekeys_leave_once_to_the_group_from_the_configured_interface(
         server.wait_for_line(r"multicast rekeys leave from 127\.0\.0\.20 \(ttl 8, loop on\)",
                              timeout=5)  # fmt: skip
         control = conf.with_suffix(".sock")
-        result = _groupvpn("request", "security", "group-vpn", "server", "rekey", "group", "g1",
-                           "--control", str(control), "--json")  # fmt: skip
-        assert result.returncode == 0, result.stderr
+        result = rekey(control, "--json")
         sent = json.loads(result.stdout)
         assert sent["multicast-destination"] == f"239.77.1.1:{port}" and sent["members"] is None
         data, source = listener.recvfrom(65536)
-        kek = show_json(control, "security", "group-vpn", "server", "kek",
-                        "security-associations")["security-associations"][0]  # fmt: skip
+        kek = kek_view(control, "server")["security-associations"][0]
         assert source[0] == "127.0.0.20"
         assert data[:16].hex() == kek["spi"] and data[18] == 33  # GROUPKEY-PUSH under the KEK
         assert kek["communication-type"] == "multicast"
@@ -173,8 +149,7 @@ def test_a_kek_rollover_reaches_the_members_and_the_next_rekey_rides_the_new_kek
     control = sockets["server"]
 
     def kek_spi() -> str:
-        view = show_json(control, "security", "group-vpn", "server", "kek", "security-associations")
-        spi: str = view["security-associations"][0]["spi"]
+        spi: str = kek_view(control, "server")["security-associations"][0]["spi"]
         return spi
 
     def acked(seq: int) -> bool:
@@ -182,18 +157,17 @@ def test_a_kek_rollover_reaches_the_members_and_the_next_rekey_rides_the_new_kek
         return all(m["last-acked-sequence"] == seq for m in view["groups"][0]["members"])
 
     old = kek_spi()
-    conf = tmp_path / "server.conf"
-    conf.write_text(conf.read_text() + f"{SMC} lifetime-seconds 1800\n")
-    result = _groupvpn("reload", "--control", str(control))
+    add_lines(tmp_path / "server.conf", [f"{SMC} lifetime-seconds 1800"])
+    result = groupvpn("reload", "--control", str(control))
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == (
         "    rekey sent: group g1 (group-id 1), SEQ 1, membership-change, to 2 members; "
         "new TEKs: p1, p2, p3; new KEK"
     )
     assert kek_spi() != old
-    assert _eventually(lambda: acked(1)), "the rollover (under the old KEK) was not ACKed"
-    rekey = _groupvpn("request", "security", "group-vpn", "server", "rekey", "group", "g1",
-                      "--control", str(control))  # fmt: skip
-    assert rekey.returncode == 0 and "SEQ 2" in rekey.stdout
-    assert _eventually(lambda: acked(2)), "the rekey under the new KEK was not ACKed"
+    assert eventually(lambda: acked(1), timeout=20), (
+        "the rollover (under the old KEK) was not ACKed"
+    )
+    assert "SEQ 2" in rekey(control).stdout
+    assert eventually(lambda: acked(2), timeout=20), "the rekey under the new KEK was not ACKed"
     assert "Traceback" not in daemons["server"].log_text()

@@ -10,29 +10,27 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 from tests.interop.daemon import DaemonProcess
-from tests.system.spec_network import show_json
+from tests.system.spec_network import (
+    add_lines,
+    clear_member_sas,
+    group_policy,
+    groupvpn,
+    server_spis,
+    show_json,
+)
 
-P4 = [
-    f"set security group-vpn server group g1 ipsec-sa group-sa match-policy p4 {line}"
-    for line in ("source 10.1.0.0/16", "destination 10.9.0.0/16", "source-port 0",
-                 "destination-port 0", "protocol 0")
-]  # fmt: skip
+P4 = group_policy("p4", "10.1.0.0/16", "10.9.0.0/16")
 
 
 def _reload(control: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "groupvpn", "reload", "--control", str(control)],
-        capture_output=True, text=True, timeout=30, check=False,
-    )  # fmt: skip
+    return groupvpn("reload", "--control", str(control))
 
 
 def _server_policies(control: Path) -> list[str]:
-    view = show_json(control, "security", "group-vpn", "server", "ipsec", "security-associations")
-    return sorted(sa["policy"] for sa in view["groups"][0]["security-associations"])
+    return sorted(server_spis(control))
 
 
 def test_a_bad_configuration_is_refused_and_the_old_one_keeps_running(
@@ -56,11 +54,7 @@ def test_a_bad_configuration_is_refused_and_the_old_one_keeps_running(
     # Members still register: clear member1 and watch it come back.
     member = daemons["member1"]
     offset = member.log_offset()
-    subprocess.run(
-        [sys.executable, "-m", "groupvpn", "clear", "security", "group-vpn", "member", "ipsec",
-         "security-associations", "--control", str(sockets["member1"])],
-        check=True, timeout=30,
-    )  # fmt: skip
+    clear_member_sas(sockets["member1"])
     member.wait_for_line(r"group SAs installed: vpn=gvpn1", timeout=30, since=offset)
 
 
@@ -68,8 +62,7 @@ def test_a_new_group_policy_reaches_members_that_register_again(
     spec_network: tuple[dict[str, Path], dict[str, DaemonProcess]], tmp_path: Path
 ):
     sockets, daemons = spec_network
-    conf = tmp_path / "server.conf"
-    conf.write_text(conf.read_text() + "\n".join(P4) + "\n")
+    add_lines(tmp_path / "server.conf", P4)
     result = _reload(sockets["server"])
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
@@ -83,11 +76,7 @@ def test_a_new_group_policy_reaches_members_that_register_again(
     # member1's scope (10.0.0.0/8 both ways) admits p4 once it registers again.
     member = daemons["member1"]
     offset = member.log_offset()
-    subprocess.run(
-        [sys.executable, "-m", "groupvpn", "clear", "security", "group-vpn", "member", "ipsec",
-         "security-associations", "--control", str(sockets["member1"])],
-        check=True, timeout=30,
-    )  # fmt: skip
+    clear_member_sas(sockets["member1"])
     member.wait_for_line(r"group SAs installed: vpn=gvpn1 installed=3", timeout=30, since=offset)
     view = show_json(sockets["member1"], "security", "dynamic-policies")
     installed = {

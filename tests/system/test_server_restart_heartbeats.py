@@ -15,15 +15,14 @@ from pathlib import Path
 import pytest
 
 from tests.interop.daemon import DaemonProcess
-from tests.system.spec_network import running_spec_network, show_json
+from tests.system.spec_network import kek_view, running_spec_network, show_json
 
 SMC = "set security group-vpn server group g1 server-member-communication"
 VPN = "set security group-vpn member ipsec vpn gvpn1"
 
 
 def _kek_spi(socket_path: Path, role: str) -> str | None:
-    view = show_json(socket_path, "security", "group-vpn", role, "kek", "security-associations")
-    sas = view["security-associations"]
+    sas = kek_view(socket_path, role)["security-associations"]
     return str(sas[0]["spi"]) if sas else None
 
 
@@ -35,8 +34,7 @@ def test_members_detect_a_restarted_server_by_missed_heartbeats(tmp_path: Path):
         member_lines=[f"{VPN} heartbeat-threshold 1"],
     ) as (sockets, daemons):
         member = daemons["member1"]
-        kek = show_json(sockets["member1"], "security", "group-vpn", "member", "kek",
-                        "security-associations")["security-associations"][0]  # fmt: skip
+        kek = kek_view(sockets["member1"], "member")["security-associations"][0]
         assert (kek["heartbeat-interval"], kek["heartbeat-threshold"]) == (60, 1)
         old_spi = _kek_spi(sockets["member1"], "member")
 

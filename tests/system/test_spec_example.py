@@ -9,13 +9,11 @@ show commands.
 from __future__ import annotations
 
 import socket
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 from tests.interop.daemon import DaemonProcess, groupvpn_argv
-from tests.system.spec_network import free_port, loopback_config, show_json
+from tests.system.spec_network import clear_member_sas, free_port, loopback_config, show_json
 
 
 def _dynamic(control: Path) -> dict[tuple[str, str, str, str], dict[str, Any]]:
@@ -68,12 +66,7 @@ def test_the_spec_example_registers_and_installs_what_the_spec_says(spec_network
 def test_clear_makes_a_member_register_again(spec_network):
     sockets, daemons = spec_network
     before = daemons["member1"].log_offset()
-    result = subprocess.run(
-        [sys.executable, "-m", "groupvpn", "clear", "security", "group-vpn", "member", "ipsec",
-         "security-associations", "--control", str(sockets["member1"])],
-        capture_output=True, text=True, timeout=30, check=False,
-    )  # fmt: skip
-    assert result.returncode == 0 and result.stdout == ""
+    assert clear_member_sas(sockets["member1"]).stdout == ""
     daemons["member1"].wait_for_line(r"group SAs installed: vpn=gvpn1", timeout=30, since=before)
     assert "group SAs cleared by operator" in daemons["member1"].log_text()[before:]
 

@@ -25,7 +25,6 @@ from groupvpn.gdoi.push import (
     build_push,
 )
 from groupvpn.gdoi.push_ack import (
-    ACK_EXCHANGE_TYPE,
     KEK_ACK_REQUESTED,
     AckKey,
     ack_requested_attribute,
@@ -41,6 +40,7 @@ from groupvpn.member.keyring import KeyStatus
 from groupvpn.server.core import KeyServerCore
 from groupvpn.server.groups import GroupDefinition, GroupKeyServer
 from groupvpn.server.kek import Kek, new_kek
+from groupvpn.server.rekeying import is_rekey_ack
 from groupvpn.server.signing import SigningKey
 from groupvpn.server.tek import Tek, new_tek
 from groupvpn.wire.attributes import DataAttribute
@@ -48,6 +48,7 @@ from groupvpn.wire.constants import Doi, ExchangeType
 from groupvpn.wire.dialect import Dialect
 from groupvpn.wire.gdoi import GdoiId, GdoiSaPayload, KeyDownloadPayload, SaTekPayload
 from groupvpn.wire.gdoi_numbers import TekProtocol
+from groupvpn.wire.message import pull_header
 from groupvpn.wire.payloads import DeletePayload, IdPayload
 from tests.ikepair import peer
 
@@ -94,10 +95,6 @@ class RekeyKeyServer(GroupKeyServer):
 _OURS = {KEK_ACK_REQUESTED, HEARTBEAT_INTERVAL_ATTRIBUTE}
 
 
-def _exchange(data: bytes) -> int:
-    return data[18] if len(data) > 18 else -1
-
-
 @dataclass
 class RekeyNet:
     groups: RekeyKeyServer
@@ -136,14 +133,15 @@ class RekeyNet:
             moved = False
             for data, addr in self.member.datagrams_to_send():
                 moved = True
-                if _exchange(data) == ACK_EXCHANGE_TYPE:
+                if is_rekey_ack(data):
                     self.acks.append((data, addr))
                 else:
                     self.to_server += 1
                     self.server.receive_datagram(data, (MEMBER_IP, PORT), self.now)
             for data, _ in self.server.datagrams_to_send():
                 moved = True
-                if _exchange(data) != ExchangeType.GROUPKEY_PUSH:  # only the tests' pushes
+                # The member gets only the pushes the tests build and deliver themselves.
+                if pull_header(data).exchange_type != ExchangeType.GROUPKEY_PUSH:
                     self.member.receive_datagram(data, SERVER, self.now)
             self._collect()
             if not moved:
