@@ -37,11 +37,10 @@ key's counter again from where it may already have been: it persists the counter
 
 from __future__ import annotations
 
-import math
-import secrets
 import struct
-import sys
+from collections.abc import Callable
 from ipaddress import IPv4Address
+from secrets import randbelow
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -51,8 +50,6 @@ from groupvpn.dataplane.antireplay import (
     NEXT_HEADER_IPV4,
     TIME_HEADER_LENGTH,
     TimeWindow,
-    group_time_ms,
-    time_header,
 )
 from groupvpn.dataplane.drops import DropCounters, Dropped, DropReason, Refusal, Refused
 from groupvpn.dataplane.suites import EspSuite
@@ -64,31 +61,35 @@ ESP_HEADER_LENGTH = 8  # SPI + sequence number
 SPI_LENGTH = 4
 MAX_IPV4_LENGTH = 0xFFFF
 MAX_NONCE_COUNTER = 0xFFFFFFFF
-_SEQUENCE_MODULUS = 1 << 32
+_MAX_TIME_MS = (1 << (8 * TIME_HEADER_LENGTH)) - 1
 _DF = 0x40  # in the flags octet (byte 6)
 
 #: RFC 4303 §2.4: padding octets are 1, 2, 3, ... (at most 255 of them).
 _PADDING = bytes(range(1, 256))
+#: Padding, pad length and next header, ready-made for both next headers and every length.
+_TRAILERS = {
+    next_header: tuple(_PADDING[:pad] + bytes((pad, next_header)) for pad in range(256))
+    for next_header in (NEXT_HEADER_IPV4, NEXT_HEADER_GROUP_TIME)
+}
 #: The outer header up to the checksum; the addresses follow, copied from the inner one.
-_OUTER = struct.Struct("!BBHHBBBBH")
-_NATIVE_ORDER = sys.byteorder
-
-
-def _ones_complement_sum(header: bytes | bytearray) -> int:
-    """The RFC 1071 sum of an IPv4 header, folded to 16 bits, in *native* byte order.
-
-    The one's complement sum does not depend on byte order (RFC 1071 §2(B)), so we
-    add native 16-bit words in C and write the result back natively: the octets come
-    out right on either endianness.  A header with a correct checksum sums to 0xFFFF.
-    """
-    total = sum(memoryview(header).cast("H"))
-    total = (total & 0xFFFF) + (total >> 16)
-    return (total & 0xFFFF) + (total >> 16)
+_OUTER = struct.Struct("!BBHHHBBH")
+#: Version/IHL, total length, flags/fragment offset and protocol of a received header.
+_OUTER_FIELDS = struct.Struct("!BxHxxHxB")
+_U32 = struct.Struct("!I")
+_U64 = struct.Struct("!Q")
 
 
 def ipv4_checksum(header: bytes | bytearray) -> bytes:
-    """The two checksum octets for ``header`` (whose checksum field is zero)."""
-    return (~_ones_complement_sum(header) & 0xFFFF).to_bytes(2, _NATIVE_ORDER)
+    """The two checksum octets for an IPv4 ``header`` whose checksum field is zero.
+
+    The RFC 1071 one's complement sum of 16-bit words equals the header read as one
+    big integer modulo 0xFFFF (2^16 = 1 there), with 0xFFFF standing for 0 (the sum
+    of a header, which has a nonzero version, is never zero): one C-level division
+    instead of a loop over words.  A correct header therefore reads as a multiple
+    of 0xFFFF, which is how :meth:`EspSa.decapsulate` checks it.
+    """
+    value = int.from_bytes(header, "big")
+    return (0xFFFE - (value - 1) % 0xFFFF if value else 0xFFFF).to_bytes(2, "big")
 
 
 def is_ipv4_packet(packet: bytes) -> bool:
@@ -97,10 +98,9 @@ def is_ipv4_packet(packet: bytes) -> bool:
     if length < IPV4_HEADER_LENGTH:
         return False
     first = packet[0]
-    header_length = (first & 0x0F) << 2
     return (
         first >> 4 == 4
-        and IPV4_HEADER_LENGTH <= header_length <= length
+        and IPV4_HEADER_LENGTH <= (first & 0x0F) << 2 <= length
         and (packet[2] << 8 | packet[3]) == length
     )
 
@@ -128,6 +128,14 @@ def _sender_octets(sender_id: IPv4Address | bytes | None) -> bytes | None:
     return octets
 
 
+def _no_cbc(data: bytes) -> bytes:
+    raise AssertionError("an AES-GCM SA has no CBC or HMAC transform")
+
+
+def _no_mac(data: bytes, icv: bytes) -> bool:
+    raise AssertionError("an AES-GCM SA has no HMAC")
+
+
 class EspSa:
     """One group SA (one TEK): encapsulation and decapsulation of tunnel-mode ESP.
 
@@ -141,22 +149,34 @@ class EspSa:
     (the N whose encryption is the next CBC IV), ``nonce_counter`` (the next GCM IV
     counter) and ``ip_id`` (the next outer Identification) can be given; by default
     the sequence starts at 1, the nonce counter at 0 and the rest at random.
+
+    The per-packet methods are written flat, with few calls and attribute lookups:
+    at a few hundred thousand packets a second each Python operation is a visible
+    share of the cost (``benchmarks/dataplane_crypto.py``).
     """
 
     __slots__ = (
         "_aead",
-        "_cbc_in",
-        "_cbc_out",
+        "_alignment",
+        "_block",
+        "_cbc_decrypt",
+        "_cbc_encrypt",
+        "_fixed_length",
+        "_icv_length",
         "_ip_id",
-        "_mac",
+        "_iv_length",
+        "_iv_prefix",
+        "_mac_tag",
+        "_mac_verify",
         "_nonce_counter",
+        "_nonce_prefix",
         "_salt",
-        "_sender_id",
         "_sequence",
+        "_window",
+        "_window_ms",
         "counters",
         "spi",
         "suite",
-        "window",
     )
 
     def __init__(
@@ -183,31 +203,52 @@ class EspSa:
             )
         self.suite = suite
         self.spi = bytes(spi)
-        self.window = window
         self.counters = counters if counters is not None else DropCounters()
-        self._sequence = sequence % _SEQUENCE_MODULUS
-        self._ip_id = secrets.randbelow(1 << 16) if ip_id is None else ip_id & 0xFFFF
-        self._sender_id = _sender_octets(sender_id)
+        self._window = window
+        self._window_ms = window.milliseconds
+        self._sequence = sequence & 0xFFFFFFFF
+        self._ip_id = randbelow(1 << 16) if ip_id is None else ip_id & 0xFFFF
         self._nonce_counter = nonce_counter
-        self._aead: AESGCM | None = None
-        self._salt = b""
-        self._cbc_out: CbcEncryptor | None = None
-        self._cbc_in: CbcDecryptor | None = None
-        self._mac: TruncatedHmac | None = None
+        self._alignment = suite.alignment
+        self._iv_length = suite.iv_length
+        self._icv_length = suite.icv_length
+        # Outer header, ESP header, IV and ICV: everything but payload and trailer.
+        self._fixed_length = (
+            IPV4_HEADER_LENGTH + ESP_HEADER_LENGTH + suite.iv_length + suite.icv_length
+        )
+        sender = _sender_octets(sender_id)
+        self._cbc_encrypt: Callable[[bytes], bytes]
+        self._cbc_decrypt: Callable[[bytes], bytes]
+        self._mac_tag: Callable[[bytes], bytes]
+        self._mac_verify: Callable[[bytes, bytes], bool]
         if suite.is_aead:
-            if self._sender_id is None:
+            if sender is None:
                 raise ValueError("an AES-GCM SA needs this member's IPv4 address as sender ID")
             if integrity_key:
                 raise ValueError(f"{suite.cipher} takes no integrity key")
-            self._aead = AESGCM(encryption_key[: suite.key_length])
+            self._aead: AESGCM | None = AESGCM(encryption_key[: suite.key_length])
             self._salt = encryption_key[suite.key_length :]
+            self._iv_prefix = sender
+            self._nonce_prefix = self._salt + sender
+            self._block = 2  # the smallest ciphertext: pad length and next header
+            self._cbc_encrypt = self._cbc_decrypt = _no_cbc
+            self._mac_tag, self._mac_verify = _no_cbc, _no_mac
         else:
-            self._cbc_out = CbcEncryptor(suite, encryption_key, cbc_counter)
-            self._cbc_in = CbcDecryptor(suite, encryption_key)
-            self._mac = TruncatedHmac(suite, integrity_key)
+            mac = TruncatedHmac(suite, integrity_key)
+            self._aead = None
+            self._salt = self._iv_prefix = self._nonce_prefix = b""
+            self._block = suite.block_size
+            self._cbc_encrypt = CbcEncryptor(suite, encryption_key, cbc_counter).encrypt
+            self._cbc_decrypt = CbcDecryptor(suite, encryption_key).decrypt_all
+            self._mac_tag, self._mac_verify = mac.tag, mac.verify
 
     def __repr__(self) -> str:
         return f"EspSa({self.suite.name}, spi={self.spi.hex()}, sequence={self._sequence})"
+
+    @property
+    def window(self) -> TimeWindow:
+        """The group's anti-replay window (fixed for the SA's life)."""
+        return self._window
 
     @property
     def sequence(self) -> int:
@@ -227,66 +268,82 @@ class EspSa:
         ``group_time`` is the group clock in seconds (``GroupClock.group_time``);
         it is needed only with anti-replay on, and None then refuses the packet.
         """
-        counters = self.counters
-        if not is_ipv4_packet(inner):
-            return counters.refuse(Refusal.BAD_INNER_HEADER)
-        if self.window.milliseconds is None:
-            stamp, next_header = b"", NEXT_HEADER_IPV4
+        length = len(inner)
+        if length < IPV4_HEADER_LENGTH:
+            return self.counters.refuse(Refusal.BAD_INNER_HEADER)
+        first = inner[0]
+        if (
+            first >> 4 != 4
+            or not IPV4_HEADER_LENGTH <= (first & 0x0F) << 2 <= length
+            or (inner[2] << 8 | inner[3]) != length
+        ):
+            return self.counters.refuse(Refusal.BAD_INNER_HEADER)
+        if self._window_ms is None:
+            stamp = b""
+            trailers = _TRAILERS[NEXT_HEADER_IPV4]
         else:
-            header = None if group_time is None else time_header(group_time)
-            if header is None:
-                return counters.refuse(Refusal.NO_GROUP_CLOCK)
-            stamp, next_header = header, NEXT_HEADER_GROUP_TIME
-        suite = self.suite
-        payload_length = len(stamp) + len(inner)
-        total = IPV4_HEADER_LENGTH + suite.esp_length(payload_length)
+            if group_time is None:
+                return self.counters.refuse(Refusal.NO_GROUP_CLOCK)
+            try:
+                sent = round(group_time * 1000)  # ms (MS_PER_SECOND, inlined)
+            except (ValueError, OverflowError):  # NaN or infinite: no usable clock
+                return self.counters.refuse(Refusal.NO_GROUP_CLOCK)
+            if not 0 <= sent <= _MAX_TIME_MS:
+                return self.counters.refuse(Refusal.NO_GROUP_CLOCK)
+            stamp = _U64.pack(sent)
+            length += TIME_HEADER_LENGTH
+            trailers = _TRAILERS[NEXT_HEADER_GROUP_TIME]
+        pad = -(length + 2) % self._alignment
+        total = self._fixed_length + length + 2 + pad
         if total > MAX_IPV4_LENGTH:
-            return counters.refuse(Refusal.TOO_BIG)
-        pad = -(payload_length + 2) % suite.alignment
-        plaintext = b"".join((stamp, inner, _PADDING[:pad], bytes((pad, next_header))))
-        esp = self._seal(plaintext)
+            return self.counters.refuse(Refusal.TOO_BIG)
+        esp = self._seal(b"".join((stamp, inner, trailers[pad])))
         if esp is None:
-            return counters.refuse(Refusal.NONCE_EXHAUSTED)
-        return self._outer_header(inner, total) + esp
+            return self.counters.refuse(Refusal.NONCE_EXHAUSTED)
+        # RFC 5374 address preservation: the inner addresses, TOS, TTL and DF, protocol
+        # 50, our own Identification; the checksum as in ipv4_checksum, on the fields.
+        tos, flags, ttl = inner[1], (inner[6] & _DF) << 8, inner[8]
+        ident = self._ip_id
+        self._ip_id = (ident + 1) & 0xFFFF
+        addresses = inner[12:20]
+        checksum = 0xFFFE - (
+            0x4500 + tos + total + ident + flags + (ttl << 8) + IPPROTO_ESP - 1
+            + int.from_bytes(addresses, "big")
+        ) % 0xFFFF  # fmt: skip
+        header = _OUTER.pack(0x45, tos, total, ident, flags, ttl, IPPROTO_ESP, checksum)
+        return b"".join((header, addresses, *esp))
 
     def seal(self, payload: bytes, next_header: int) -> bytes | Refused:
         """The ESP packet (SPI to ICV) for ``payload`` with ``next_header``; no IP header.
 
         The ESP layer alone, as RFC 3602 and the GCM test cases show their packets.
         """
-        pad = -(len(payload) + 2) % self.suite.alignment
+        pad = -(len(payload) + 2) % self._alignment
         esp = self._seal(b"".join((payload, _PADDING[:pad], bytes((pad, next_header & 0xFF)))))
-        return self.counters.refuse(Refusal.NONCE_EXHAUSTED) if esp is None else esp
+        return self.counters.refuse(Refusal.NONCE_EXHAUSTED) if esp is None else b"".join(esp)
 
-    def _seal(self, plaintext: bytes) -> bytes | None:
-        """SPI | sequence | IV | ciphertext | ICV of a padded plaintext; None: out of nonces."""
-        header = self.spi + self._sequence.to_bytes(4, "big")
-        if self._aead is not None:
+    def _seal(self, plaintext: bytes) -> tuple[bytes, ...] | None:
+        """SPI | sequence | IV | ciphertext | ICV of a padded plaintext, in pieces.
+
+        The pieces are joined once by the caller, with the outer header in front:
+        every large intermediate object is an allocation outside Python's small-object
+        allocator, so there is only one.  None: out of nonces.
+        """
+        sequence = self._sequence
+        header = self.spi + _U32.pack(sequence)
+        aead = self._aead
+        if aead is not None:
             counter = self._nonce_counter
             if counter > MAX_NONCE_COUNTER:
                 return None
-            assert self._sender_id is not None
-            iv = self._sender_id + counter.to_bytes(4, "big")
-            sealed = header + iv + self._aead.encrypt(self._salt + iv, plaintext, header)
+            count = _U32.pack(counter)
+            body = aead.encrypt(self._nonce_prefix + count, plaintext, header)
             self._nonce_counter = counter + 1
-        else:
-            assert self._cbc_out is not None and self._mac is not None
-            signed = header + self._cbc_out.encrypt(plaintext)
-            sealed = signed + self._mac.tag(signed)
-        self._sequence = (self._sequence + 1) % _SEQUENCE_MODULUS
-        return sealed
-
-    def _outer_header(self, inner: bytes, total: int) -> bytes:
-        """RFC 5374 address preservation: the inner addresses, TOS, TTL and DF, protocol 50."""
-        ident = self._ip_id
-        self._ip_id = (ident + 1) & 0xFFFF
-        header = bytearray(IPV4_HEADER_LENGTH)
-        _OUTER.pack_into(
-            header, 0, 0x45, inner[1], total, ident, inner[6] & _DF, 0, inner[8], IPPROTO_ESP, 0
-        )
-        header[12:20] = inner[12:20]
-        header[10:12] = ipv4_checksum(header)
-        return bytes(header)
+            self._sequence = (sequence + 1) & 0xFFFFFFFF
+            return header, self._iv_prefix, count, body
+        signed = header + self._cbc_encrypt(plaintext)
+        self._sequence = (sequence + 1) & 0xFFFFFFFF
+        return signed, self._mac_tag(signed)
 
     # -- inbound -----------------------------------------------------------------------
 
@@ -296,86 +353,102 @@ class EspSa:
         ``group_time`` is our group clock in seconds; with anti-replay on and no
         group time, authentic packets are dropped as ``no-group-clock``.
         """
-        counters = self.counters
         length = len(packet)
         if length < IPV4_HEADER_LENGTH:
-            return counters.drop(DropReason.TRUNCATED)
-        first = packet[0]
+            return self.counters.drop(DropReason.TRUNCATED)
+        first, total, fragment, protocol = _OUTER_FIELDS.unpack_from(packet)
         header_length = (first & 0x0F) << 2
         if first >> 4 != 4 or header_length < IPV4_HEADER_LENGTH:
-            return counters.drop(DropReason.BAD_OUTER_HEADER)
-        total = packet[2] << 8 | packet[3]
+            return self.counters.drop(DropReason.BAD_OUTER_HEADER)
         if length < header_length or length < total:
-            return counters.drop(DropReason.TRUNCATED)
+            return self.counters.drop(DropReason.TRUNCATED)
         if (
             total != length
-            or packet[9] != IPPROTO_ESP
-            or packet[6] & 0x3F  # MF, or fragment offset high bits
-            or packet[7]
-            or _ones_complement_sum(packet[:header_length]) != 0xFFFF
+            or protocol != IPPROTO_ESP
+            or fragment & 0x3FFF  # MF or a fragment offset
+            or int.from_bytes(packet[:header_length], "big") % 0xFFFF  # checksum
         ):
-            return counters.drop(DropReason.BAD_OUTER_HEADER)
-        opened = self.open(packet[header_length:])
+            return self.counters.drop(DropReason.BAD_OUTER_HEADER)
+        opened = self._open(packet, header_length)
         if isinstance(opened, Dropped):
             return opened
-        next_header, payload = opened
+        plain, start, end = opened
+        next_header = plain[-1]
         if next_header == NEXT_HEADER_GROUP_TIME:
-            if len(payload) < TIME_HEADER_LENGTH:
-                return counters.drop(DropReason.BAD_INNER_HEADER)
-            window = self.window
-            if window.milliseconds is not None:
-                if group_time is None or not math.isfinite(group_time):
-                    return counters.drop(DropReason.NO_GROUP_CLOCK)
-                sent = int.from_bytes(payload[:TIME_HEADER_LENGTH], "big")
-                if not window.accepts(sent, group_time_ms(group_time)):
-                    return counters.drop(DropReason.OUTSIDE_ANTI_REPLAY_WINDOW)
-            inner = payload[TIME_HEADER_LENGTH:]
+            if end - start < TIME_HEADER_LENGTH:
+                return self.counters.drop(DropReason.BAD_INNER_HEADER)
+            window = self._window_ms
+            if window is not None:
+                if group_time is None:
+                    return self.counters.drop(DropReason.NO_GROUP_CLOCK)
+                try:
+                    now = round(group_time * 1000)  # ms (MS_PER_SECOND, inlined)
+                except (ValueError, OverflowError):  # NaN or infinite: no usable clock
+                    return self.counters.drop(DropReason.NO_GROUP_CLOCK)
+                if not -window <= now - _U64.unpack_from(plain, start)[0] <= window:
+                    return self.counters.drop(DropReason.OUTSIDE_ANTI_REPLAY_WINDOW)
+            start += TIME_HEADER_LENGTH
         elif next_header == NEXT_HEADER_IPV4:
-            if self.window.milliseconds is not None:
-                return counters.drop(DropReason.MISSING_TIME_HEADER)
-            inner = payload
+            if self._window_ms is not None:
+                return self.counters.drop(DropReason.MISSING_TIME_HEADER)
         else:
-            return counters.drop(DropReason.BAD_NEXT_HEADER)
-        if not is_ipv4_packet(inner):
-            return counters.drop(DropReason.BAD_INNER_HEADER)
-        return inner
+            return self.counters.drop(DropReason.BAD_NEXT_HEADER)
+        inner_length = end - start
+        if inner_length < IPV4_HEADER_LENGTH:
+            return self.counters.drop(DropReason.BAD_INNER_HEADER)
+        first = plain[start]
+        if (
+            first >> 4 != 4
+            or not IPV4_HEADER_LENGTH <= (first & 0x0F) << 2 <= inner_length
+            or (plain[start + 2] << 8 | plain[start + 3]) != inner_length
+        ):
+            return self.counters.drop(DropReason.BAD_INNER_HEADER)
+        return plain[start:end]
 
     def open(self, esp: bytes) -> tuple[int, bytes] | Dropped:
-        """(next header, payload) of an ESP packet (SPI to ICV), or why it was dropped.
+        """(next header, payload) of an ESP packet (SPI to ICV), or why it was dropped."""
+        opened = self._open(esp, 0)
+        if isinstance(opened, Dropped):
+            return opened
+        plain, start, end = opened
+        return plain[-1], plain[start:end]
 
-        Authenticity is checked before anything else is believed: the HMAC over
-        SPI | sequence | IV | ciphertext before decrypting (CBC), or the GCM tag,
-        which covers SPI | sequence as associated data.
+    def _open(self, packet: bytes, offset: int) -> tuple[bytes, int, int] | Dropped:
+        """Authenticate and decrypt the ESP packet at ``offset``: (plaintext, start, end).
+
+        The payload is ``plaintext[start:end]``; the next header is its last octet.
+        Authenticity is checked before anything else is believed: the HMAC over SPI to
+        the end of the ciphertext before decrypting (CBC), or the GCM tag, which
+        covers SPI and sequence number as associated data.
         """
-        counters = self.counters
-        suite = self.suite
-        length = len(esp)
-        icv_length = suite.icv_length
-        data_start = ESP_HEADER_LENGTH + suite.iv_length
-        ciphertext_length = length - data_start - icv_length
-        if ciphertext_length < (2 if suite.is_aead else suite.block_size):
-            return counters.drop(DropReason.TRUNCATED)
-        if esp[:SPI_LENGTH] != self.spi:
-            return counters.drop(DropReason.BAD_SPI)
-        if self._aead is not None:
+        length = len(packet)
+        data = offset + ESP_HEADER_LENGTH + self._iv_length
+        ciphertext_length = length - data - self._icv_length
+        if ciphertext_length < self._block:
+            return self.counters.drop(DropReason.TRUNCATED)
+        if packet[offset : offset + SPI_LENGTH] != self.spi:
+            return self.counters.drop(DropReason.BAD_SPI)
+        aead = self._aead
+        if aead is not None:
             try:
-                plain = self._aead.decrypt(
-                    self._salt + esp[ESP_HEADER_LENGTH:data_start],
-                    esp[data_start:],
-                    esp[:ESP_HEADER_LENGTH],
+                plain = aead.decrypt(
+                    self._salt + packet[offset + ESP_HEADER_LENGTH : data],
+                    packet[data:],
+                    packet[offset : offset + ESP_HEADER_LENGTH],
                 )
             except InvalidTag:
-                return counters.drop(DropReason.BAD_ICV)
+                return self.counters.drop(DropReason.BAD_ICV)
+            start = 0
         else:
-            assert self._mac is not None and self._cbc_in is not None
-            if ciphertext_length % suite.block_size:
-                return counters.drop(DropReason.BAD_LENGTH)
-            signed_end = length - icv_length
-            if not self._mac.verify(esp[:signed_end], esp[signed_end:]):
-                return counters.drop(DropReason.BAD_ICV)
-            plain = self._cbc_in.decrypt(esp[ESP_HEADER_LENGTH:signed_end])
+            if ciphertext_length % self._block:
+                return self.counters.drop(DropReason.BAD_LENGTH)
+            signed_end = length - self._icv_length
+            if not self._mac_verify(packet[offset:signed_end], packet[signed_end:]):
+                return self.counters.drop(DropReason.BAD_ICV)
+            plain = self._cbc_decrypt(packet[offset + ESP_HEADER_LENGTH : signed_end])
+            start = self._block  # the decrypted IV block is meaningless
         pad = plain[-2]
         end = len(plain) - 2 - pad
-        if end < 0 or plain[end : end + pad] != _PADDING[:pad]:
-            return counters.drop(DropReason.BAD_PADDING)
-        return plain[-1], plain[:end]
+        if end < start or plain[end : end + pad] != _PADDING[:pad]:
+            return self.counters.drop(DropReason.BAD_PADDING)
+        return plain, start, end

@@ -93,6 +93,10 @@ class CbcDecryptor:
         """
         return self._decryptor.update(iv_and_ciphertext)[self._block :]
 
+    def decrypt_all(self, iv_and_ciphertext: bytes) -> bytes:
+        """Like :meth:`decrypt`, but with the meaningless first block left on (no copy)."""
+        return self._decryptor.update(iv_and_ciphertext)
+
 
 class TruncatedHmac:
     """HMAC with the SA's key, truncated to the ICV length (RFC 2403, 2404, 4868)."""
