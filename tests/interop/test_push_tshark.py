@@ -31,11 +31,12 @@ from groupvpn.gdoi.push import (
     build_push,
 )
 from groupvpn.gdoi.push_ack import ACK_EXCHANGE_TYPE, build_ack, derive_ack_key
+from groupvpn.gdoi.push_deletes import KEK_PROTOCOL_ID, kek_delete, tek_delete
 from groupvpn.gdoi.push_sig import RsaPushSigner, sig_hash
 from groupvpn.server.kek import KEK_CIPHERS, SIG_HASHES, KekPolicy, new_kek
 from groupvpn.server.tek import ESP_CIPHERS, ESP_INTEGRITY, GroupPolicySpec, new_tek
 from groupvpn.wire.constants import HEADER_LENGTH, Doi, ExchangeType, PayloadType
-from groupvpn.wire.dialect import V2
+from groupvpn.wire.dialect import V1, V2, Dialect
 from groupvpn.wire.gdoi import GdoiId, GdoiSaPayload, KeyDownloadPayload, SaTekPayload
 from groupvpn.wire.gdoi_numbers import TekProtocol
 from groupvpn.wire.message import decode_payloads, pull_header
@@ -56,6 +57,8 @@ FIELDS = (
     "isakmp.kd.payload.type",
     "isakmp.kd.payload.spi",
     "isakmp.delete.spi",
+    "isakmp.delete.protoid",
+    "isakmp.spisize",
     "_ws.malformed",
 )
 
@@ -79,12 +82,12 @@ def _write_pcap(path: Path, packets: list[bytes]) -> None:
     path.write_bytes(out)
 
 
-def _clear_copy(datagram: bytes, kek: KekMaterial) -> bytes:
+def _clear_copy(datagram: bytes, kek: KekMaterial, dialect: Dialect = V2) -> bytes:
     """The push with E off and its plaintext payloads, padding removed."""
     header = pull_header(datagram)
     plaintext = cbc_decrypt(kek.cipher, kek.key, kek.iv, datagram[HEADER_LENGTH:])
     chain = decode_payloads(
-        plaintext, header.next_payload, DecodeContext(ExchangeType.GROUPKEY_PUSH, V2),
+        plaintext, header.next_payload, DecodeContext(ExchangeType.GROUPKEY_PUSH, dialect),
         allow_trailing=True,
     )  # fmt: skip
     body = b"".join(chain.raw)
@@ -197,3 +200,39 @@ def test_tshark_reads_the_ack(pcap: tuple[Path, dict[str, bytes]]):
         PayloadType.HASH, PayloadType.SEQ, PayloadType.ID,
     ]  # fmt: skip
     assert ack["isakmp.seq.seq"] == ["7"]
+
+
+@pytest.mark.parametrize("dialect", [V1, V2], ids=["v1", "v2"])
+def test_tshark_reads_an_eviction_and_its_tek_deletes(tmp_path: Path, dialect: Dialect):
+    """A member removal's two pushes: SEQ, D(KEK), SIG then SEQ, D(TEKs), SIG (RFC 3547 §4.6).
+
+    No SA TEK in them, so the v1 dialect decodes clean as well.
+    """
+    tshark.require_tshark()
+    private = rsa.generate_private_key(65537, 2048)
+    signer, spec = RsaPushSigner(private), sig_hash(3)
+    policy = KekPolicy(KEK_CIPHERS["aes-128-cbc"], SIG_HASHES["sha-256"])
+    old, new = new_kek(policy, 0.0, set()), new_kek(policy, 0.0, set())
+    under_old = KekMaterial.named(old.spi, "aes-128-cbc", old.key, old.iv)
+    under_new = KekMaterial.named(new.spi, "aes-128-cbc", new.key, new.iv)
+    evict = build_push(PushContent(9, deletes=(kek_delete(old.spi),)), under_old, signer, spec,
+                       dialect=dialect)  # fmt: skip
+    stale = (b"\x00\x00\x12\x34", b"\x00\x00\x56\x78")
+    cleanup = build_push(PushContent(10, deletes=(tek_delete(stale),)), under_new, signer, spec,
+                         dialect=dialect)  # fmt: skip
+    clear = [_clear_copy(evict, under_old, dialect), _clear_copy(cleanup, under_new, dialect)]
+    path = tmp_path / "eviction.pcap"
+    _write_pcap(path, [_ipv4_udp(d, SERVER, MEMBER) for d in clear])
+    assert tshark.malformed_frames(path, ports=(848,)) == [], tshark.decode_verbose(
+        path, ports=(848,)
+    )
+    first, second = _rows(path)
+    for row in (first, second):
+        assert [int(t) for t in row["isakmp.typepayload"]] == [
+            PayloadType.SEQ, PayloadType.DELETE, PayloadType.SIG,
+        ]  # fmt: skip
+    assert first["isakmp.delete.protoid"] == [str(KEK_PROTOCOL_ID)]
+    assert first["isakmp.spisize"] == ["16"]
+    assert first["isakmp.delete.spi"] == [old.spi.hex()]
+    assert second["isakmp.delete.protoid"] == ["1"] and second["isakmp.spisize"] == ["4"]
+    assert second["isakmp.delete.spi"] == ["00001234", "00005678"]

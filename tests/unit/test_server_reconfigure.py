@@ -95,10 +95,14 @@ def test_each_change_says_which_rekey_it_needs():
     assert change.reasons == (RekeyReason.POLICY_CHANGE,)
     fewer = replace(SPEC_GROUP, gateways=frozenset({"gw-member1"}))
     [change] = diff_groups({1: SPEC_GROUP}, {1: fewer})
-    assert change.reasons == (RekeyReason.MEMBERSHIP_CHANGE,)
+    assert change.reasons == (RekeyReason.MEMBER_REMOVAL,)
     both = replace(policies, gateways=frozenset({"gw-member1"}))
     [change] = diff_groups({1: SPEC_GROUP}, {1: both})
-    assert change.reasons == (RekeyReason.POLICY_CHANGE, RekeyReason.MEMBERSHIP_CHANGE)
+    assert change.reasons == (RekeyReason.POLICY_CHANGE, RekeyReason.MEMBER_REMOVAL)
+    # A gateway added needs no rekey: its members register.
+    more = replace(SPEC_GROUP, gateways=SPEC_GROUP.gateways | {"gw-member3"})
+    [change] = diff_groups({1: SPEC_GROUP}, {1: more})
+    assert change.reasons == () and not change.needs_rekey
     # Retransmission timers and the multicast interface apply without a rekey.
     timers = replace(SPEC_GROUP, delivery=DeliverySettings(3, 5.0))
     [change] = diff_groups({1: SPEC_GROUP}, {1: timers})

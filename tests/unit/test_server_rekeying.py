@@ -33,6 +33,7 @@ from groupvpn.gdoi.push import (
     read_group_clock,
 )
 from groupvpn.gdoi.push_ack import AckKey, acks_requested, build_ack, derive_ack_key
+from groupvpn.gdoi.push_deletes import deleted_kek_spis, deleted_tek_spis
 from groupvpn.gdoi.push_sig import sig_hash
 from groupvpn.ike.endpoint import IkeEndpoint
 from groupvpn.ike.policy import Phase1Peer
@@ -95,8 +96,8 @@ def signing_key() -> SigningKey:
     return SigningKey.generate(1024)
 
 
-def _ike_sa(address: str, port: int = 848) -> IkeSa:
-    peer = Phase1Peer("gw", (IPv4Address(address),), "main", (proposal(),), b"k")
+def _ike_sa(address: str, port: int = 848, gateway: str = "gw") -> IkeSa:
+    peer = Phase1Peer(gateway, (IPv4Address(address),), "main", (proposal(),), b"k")
     octet = int(IPv4Address(address)) & 0xFF
     return IkeSa(
         role=Role.RESPONDER, mode=Mode.MAIN, peer=(address, port), policy=peer,
@@ -181,14 +182,17 @@ class Net:
         self.members: dict[str, Member] = {}
         self.events: list[object] = []
         self.sent: list[tuple[float, str, int]] = []  # (time, member, SEQ) of unicast copies
+        self.datagrams: list[bytes] = []  # every unicast copy, as sent
         self.multicast: list[tuple[float, MulticastDatagram]] = []
         self.now = 0.0
         #: Whether a datagram reaches the member (True) or is lost.
         self.deliver: Callable[[str, float], bool] = lambda address, now: True
 
-    def register(self, address: str, group_id: int = 1, now: float | None = None) -> Member:
+    def register(
+        self, address: str, group_id: int = 1, now: float | None = None, gateway: str = "gw"
+    ) -> Member:
         now = self.now if now is None else now
-        sa = _ike_sa(address)
+        sa = _ike_sa(address, gateway=gateway)
         offer = self.groups.admit(group_id, sa, now, SERVER)
         assert isinstance(offer, GroupOffer)
         record = self.groups.commit(group_id, sa, now)
@@ -216,6 +220,7 @@ class Net:
         for data, peer in self.rekeying.datagrams_from(SERVER):
             member = self.members[peer[0]]
             self.sent.append((self.now, peer[0], _seq_of(data, member)))
+            self.datagrams.append(data)
             if not self.deliver(peer[0], self.now):
                 continue
             ack = member.receive(data, self.now)
@@ -531,9 +536,9 @@ def test_a_reload_with_a_policy_change_pushes_the_new_policy_set(
     # The whole current set: p1's unchanged key and p3's new one.
     current = {tek.policy.name: tek.spi for tek in net.groups.current_teks(1, 50.0)}
     assert current["p1"] == held["p1"] and _spis(push) == set(current.values())
-    # RFC 6407 pushes delete the withdrawn policy's key; RFC 3547 ones cannot.
+    # The withdrawn policy's key is deleted (RFC 6407; RFC 3547 §4.6 alike).
     deleted = {spi for d in push.deletes for spi in d.spis}
-    assert deleted == ({held["p2"]} if dialect is V2 else set())
+    assert deleted == {held["p2"]}
     assert sent.deleted == len(deleted)
     # The new key's own rekey is scheduled; an unchanged reload pushes nothing.
     assert net.rekeying.next_rekey_at(1) == 3540.0
@@ -557,20 +562,54 @@ def test_a_changed_policy_gets_a_new_key_and_a_delete_for_its_old_one(signing_ke
     assert {spi for d in push.deletes for spi in d.spis} == {held["p2"]}
 
 
-def test_a_reload_removing_a_gateway_renews_every_key_and_drops_its_members(signing_key):
+@pytest.mark.parametrize("dialect", [V1, V2], ids=["v1", "v2"])
+def test_a_removed_gateways_member_is_evicted_and_the_others_get_new_keys_by_registering(
+    dialect: Dialect, signing_key: SigningKey
+):
     group = replace(GROUP, gateways=frozenset({"gw", "gw2"}))
-    net = Net([group], signing_key)
-    stays = net.register(M1)
-    assert stays.offer.sa.kek is not None
-    old_kek = stays.offer.sa.kek.spi
-    net.rekeying.reconfigure([replace(group, gateways=frozenset({"gw2"}))], 20.0)
+    net = Net([group], signing_key, dialect)
+    stays, leaves = net.register(M1, gateway="gw2"), net.register(M2, gateway="gw")
+    old_kek = net.groups.current_kek(1, 0.0)
+    assert old_kek is not None
+    old_teks = {tek.spi for tek in net.groups.current_teks(1, 0.0)}
+    net.now = 20.0
+    outcome = net.rekeying.reconfigure([replace(group, gateways=frozenset({"gw2"}))], 20.0)
     net.flush()
-    # Every member registered through "gw" is gone (the test's members all are).
-    assert net.groups.members() == [] and net.rekeying.member_statuses(1) == {}
-    [sent] = net.of(RekeySent)
-    assert sent.reasons == ("membership-change",) and sent.kek_rollover and sent.members == 0
+    [sent] = outcome.rekeys.values()
+    assert sent.reasons == ("member-removal",) and sent.kek_deleted and sent.members == 1
+    assert [r.address for r in net.groups.members()] == [M1]
+    # One copy, to the member that stays; no key in it, only the Delete of the KEK
+    # (RFC 3547 §4.6: protocol-id 0) that the removed member holds as well.
+    assert [(to, seq) for _, to, seq in net.sent] == [(M1, 1)]
+    [push] = stays.rekeys()
+    assert push.sa is None and push.key_download is None
+    assert deleted_kek_spis(push.deletes) == {old_kek.spi} and not deleted_tek_spis(push.deletes)
+    [complete] = net.of(RekeyCompleted)  # ACKed under the deleted KEK, like any rekey
+    assert (complete.seq, complete.acked) == (1, 1)
+    # Every key is new at the server, and only a registration hands them out.
     new_kek = net.groups.current_kek(1, 20.0)
-    assert new_kek is not None and new_kek.spi != old_kek
+    assert new_kek is not None and new_kek.spi != old_kek.spi
+    assert not {tek.spi for tek in net.groups.current_teks(1, 20.0)} & old_teks
+    refused = net.groups.admit(1, _ike_sa(M2, gateway="gw"), 21.0, SERVER)
+    assert not isinstance(refused, GroupOffer)
+    again = net.register(M1, now=21.0, gateway="gw2")
+    assert again.offer.sa.kek is not None and again.offer.sa.kek.spi == new_kek.spi
+    # Once every member could have registered and activated the new keys (2 copies
+    # 10 s apart, then 2 x ATD), a push under the new KEK deletes the old TEKs.
+    net.run(until=69.999)
+    assert len(net.of(RekeySent)) == 1
+    net.run(until=70.0)
+    deletes = net.of(RekeySent)[1]
+    assert (deletes.seq, deletes.reasons, deletes.deleted) == (2, ("member-removal",), 2)
+    [(at, cleanup)] = [(at, o) for at, o in again.opened if not o.is_heartbeat]
+    assert at == 70.0 and cleanup.kek_spi == new_kek.spi
+    assert set(deleted_tek_spis(cleanup.deletes)) == old_teks
+    # The removed member was sent nothing.  Had it captured the pushes: the first tells
+    # it only that its KEK is gone, the second it cannot open.
+    assert leaves.opened == []
+    first, second = (open_push(d, leaves.receivers) for d in net.datagrams[-2:])
+    assert isinstance(first, PushOpened) and first.key_download is None and first.sa is None
+    assert isinstance(second, PushRejected) and second.reason is PushRejection.UNKNOWN_KEK
 
 
 def test_reload_timings_apply_at_once(signing_key: SigningKey):

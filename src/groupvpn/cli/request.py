@@ -73,4 +73,6 @@ def describe_rekey(sent: dict[str, Any]) -> str:
         text += f"; new TEKs: {', '.join(sent['new-teks'])}"
     if sent["kek-rollover"]:
         text += "; new KEK"
+    if sent.get("kek-deleted"):
+        text += "; KEK deleted: members register again for the new keys"
     return text

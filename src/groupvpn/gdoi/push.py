@@ -3,7 +3,7 @@
 ::
 
     v2 (RFC 6407):  HDR*, SEQ, [D,] [SA, KD,] SIG
-    v1 (RFC 3547):  HDR*, SEQ, SA, KD, SIG
+    v1 (RFC 3547):  HDR*, SEQ, [D,] SA, KD, SIG              (D: RFC 3547 §4.6)
     heartbeat:      HDR*, SEQ, [SA(SA TEKs only),] SIG         (ours: docs/rekey-wire.md)
 
 Exactly as gdoi-wire.md §6.1-§6.3 and the Cisco reference trace (§9) have it: the
@@ -78,9 +78,12 @@ GROUP_CLOCK_LENGTH = 8
 HEARTBEAT_INTERVAL_ATTRIBUTE = 32002
 
 #: Which payload sequences each dialect accepts, one letter per payload type.  v1 is
-#: RFC 3547's SEQ, SA, KD, SIG plus our heartbeats (SEQ, [SA,] SIG); v2 is RFC 6407's
-#: SEQ, D*, [SA, KD,] SIG plus the heartbeat's SA without KD.  CERT (RFC 3547/6407
-#: optional) is not supported: the member has the key server's public key from KD.
+#: RFC 3547's SEQ, D*, SA, KD, SIG (§4: the push; §4.6: "one or more Delete payloads
+#: MAY follow the SEQ payload", and SA and KD MUST be omitted when nothing else is
+#: sent) plus our heartbeats (SEQ, [SA,] SIG); v2 is RFC 6407's SEQ, D*, [SA, KD,] SIG
+#: plus the heartbeat's SA without KD.  The two dialects accept the same sequences.
+#: CERT (RFC 3547/6407 optional) is not supported: the member has the key server's
+#: public key from KD.
 _LETTERS: dict[int, str] = {
     PayloadType.SEQ: "Q",
     PayloadType.DELETE: "D",
@@ -89,7 +92,7 @@ _LETTERS: dict[int, str] = {
     PayloadType.SIG: "G",
 }
 PUSH_SHAPES: dict[str, re.Pattern[str]] = {
-    "v1": re.compile(r"Q(?:SK?)?G"),
+    "v1": re.compile(r"QD*(?:SK?)?G"),
     "v2": re.compile(r"QD*(?:SK?)?G"),
 }
 

@@ -94,10 +94,6 @@ class ChangeKind(enum.Enum):
     REMOVED = "removed"
 
 
-#: The reason of a key removed because the key server's rekey no longer lists its policy.
-WITHDRAWN = "policy withdrawn by the key server"
-
-
 @dataclass(frozen=True, slots=True)
 class KeyChange:
     """One transition, for the data plane to follow and the log to report (no key bytes)."""
@@ -208,19 +204,6 @@ class GroupKeyring:
             if (key := self._by_spi.get(spi)) is not None:
                 changes.append(self._remove(key, now, "deleted by the key server"))
                 changes += self._settle(PolicySelectors.of(key.sa), now)
-        return changes + self.advance(now)
-
-    def withdraw_absent(self, present: Iterable[GroupSa], now: float) -> list[KeyChange]:
-        """Remove the keys of every policy not among ``present`` (a whole policy set).
-
-        For RFC 3547 rekeys, which have no Delete: a policy the key server
-        withdrew is simply no longer listed (see GroupKeys.apply).
-        """
-        changes = self.advance(now)
-        listed = {PolicySelectors.of(sa) for sa in present}
-        for key in [k for k in self._by_spi.values() if PolicySelectors.of(k.sa) not in listed]:
-            changes.append(self._remove(key, now, WITHDRAWN))
-            changes += self._settle(PolicySelectors.of(key.sa), now)
         return changes + self.advance(now)
 
     def clear(self, now: float) -> list[KeyChange]:

@@ -101,7 +101,7 @@ class PushInbox:
         owner = self._owner(result.kek_spi)
         assert owner is not None  # open_push found its receiver
         try:
-            applied = owner.apply(result, now, data, lists_every_policy=not self.dialect.has_gap)
+            applied = owner.apply(result, now, data)
         except UnusablePush as exc:
             detail = f"unusable: {exc}"
             return self._dropped(PushRejection.MALFORMED, detail, addr, result.kek_spi, now)

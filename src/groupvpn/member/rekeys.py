@@ -32,17 +32,12 @@ from dataclasses import dataclass, field
 from groupvpn.config.model_groups import DEFAULT_ACTIVATION_TIME_DELAY
 from groupvpn.gdoi.push import KekMaterial, PushOpened, PushReceiver
 from groupvpn.gdoi.push_ack import AckKey, build_ack
+from groupvpn.gdoi.push_deletes import deleted_kek_spis, deleted_tek_spis
 from groupvpn.gdoi.push_sig import sig_hash
 from groupvpn.member.group_clock import GroupClock
 from groupvpn.member.heartbeat import HeartbeatMonitor
 from groupvpn.member.install import JsonDict, PolicyFilter
-from groupvpn.member.keyring import (
-    WITHDRAWN,
-    GroupKeyring,
-    KeyChange,
-    KeyStatus,
-    PolicySelectors,
-)
+from groupvpn.member.keyring import GroupKeyring, KeyChange, KeyStatus, PolicySelectors
 from groupvpn.member.keys import (
     GroupKek,
     GroupSa,
@@ -53,8 +48,7 @@ from groupvpn.member.keys import (
     tek_sas,
 )
 from groupvpn.wire.dialect import Dialect
-from groupvpn.wire.gdoi_numbers import KdType, TekProtocol
-from groupvpn.wire.gdoi_sa import TEK_SPI_LENGTH
+from groupvpn.wire.gdoi_numbers import KdType
 from groupvpn.wire.payloads import IdPayload
 
 #: Group time travels in milliseconds (docs/rekey-wire.md §4); the clocks run in seconds.
@@ -160,6 +154,8 @@ class GroupKeys:
         # since it began (see registered()).
         self._pulling = False
         self._rekeyed_while_pulling: int | None = None
+        # When the key server deleted our KEK (it evicted a member): register again.
+        self._kek_deleted_at: float | None = None
 
     # -- registration ----------------------------------------------------------------
 
@@ -184,13 +180,15 @@ class GroupKeys:
         Such an answer is older than what we hold, by the server's own SEQ: its
         keys and KEK would put us back on a KEK the server no longer sends under.
         We keep the pushed state and take only the ACK key of the new phase 1 SA.
+        (If that push deleted the KEK, we register again: see :meth:`renewal`.)
         """
         newer = self._rekeyed_while_pulling
         self._pulling, self._rekeyed_while_pulling = False, None
-        if newer is not None and kek is not None and self.kek is not None and newer > kek.sequence:
+        if newer is not None and kek is not None and newer > kek.sequence:
             self._ack = ack
             return [], 0
         accepted, _ = self._filter(self.vpn, sas)
+        self._kek_deleted_at = None
         kept = {sa.spi for sa in accepted}
         self._rejected = {PolicySelectors.of(sa): sa for sa in sas if sa.spi not in kept}
         if kek is not None and self.kek is not None and self.kek.spi == kek.spi:
@@ -216,6 +214,7 @@ class GroupKeys:
         """Forget every key, the KEK and the group clock (`clear ...`)."""
         self.kek = self._ack = self.monitor = None
         self._pulling, self._rekeyed_while_pulling = False, None
+        self._kek_deleted_at = None
         self._rejected = {}
         self._recent.clear()
         self._last_heard = None
@@ -247,16 +246,10 @@ class GroupKeys:
             self.acks_sent += 1
         return True, ack
 
-    def apply(
-        self, opened: PushOpened, now: float, datagram: bytes = b"", *,
-        lists_every_policy: bool = False,
-    ) -> Applied:  # fmt: skip
+    def apply(self, opened: PushOpened, now: float, datagram: bytes = b"") -> Applied:
         """Apply a push that verified under our KEK; UnusablePush if it cannot be used whole.
 
         ``datagram`` is the push as received, remembered to recognise its copies.
-        ``lists_every_policy``: a rekey with SA TEKs lists the group's whole policy
-        set (our v1 dialect, docs/rekey-wire.md), so keys of policies it does not
-        list are withdrawn.
         """
         kek = self.kek
         assert kek is not None and opened.kek_spi == kek.spi, "open_push chose another KEK"
@@ -287,14 +280,9 @@ class GroupKeys:
         # A rekey carries the group's whole current set: count the keys new to us.
         new = sum(1 for sa in accepted if self.keyring.decrypt_key(sa.spi) is None)
         events: list[KeysEvent] = list(self.keyring.install_pushed(accepted, now, self.atd))
-        deleted = [spi for spi in _deleted_spis(opened) if self.keyring.decrypt_key(spi)]
+        named = deleted_tek_spis(opened.deletes)
+        deleted = [spi for spi in named if self.keyring.decrypt_key(spi)]
         events += self.keyring.delete(deleted, now)
-        if lists_every_policy and new_sas:
-            # RFC 3547 has no Delete in a push: a policy the key server withdrew (or
-            # changed the selectors of) is one its rekey no longer lists.
-            withdrawn = self.keyring.withdraw_absent(new_sas, now)
-            events += withdrawn
-            deleted += [change.spi for change in withdrawn if change.reason == WITHDRAWN]
         if new_kek is not None:
             self.kek, self._kek_received_at = new_kek, now
             # The rollover may change the heartbeat interval (or start or stop them):
@@ -314,6 +302,12 @@ class GroupKeys:
             ack = build_ack(opened.kek_spi, opened.sequence, self._ack.identity, self._ack.key)
             self.acks_sent += 1
         self._remember(datagram, ack)
+        if new_kek is None and kek.spi in deleted_kek_spis(opened.deletes):
+            # The key server evicted a member: no more pushes under this KEK, and
+            # the new keys come only by registering (docs/rekey-wire.md §2a).  The
+            # TEKs keep working until the registration brings their successors.
+            self.kek = self.monitor = None
+            self._kek_deleted_at = now
         events.append(
             RekeyApplied(
                 self.vpn, opened.sequence, new, len(new_sas) - len(accepted),
@@ -360,7 +354,7 @@ class GroupKeys:
         """When :meth:`advance` or :meth:`renewal` next has something to do."""
         times = [t for t in (self.keyring.next_deadline(),) if t is not None]
         if registered:
-            renew = (self.keyring.refresh_at(), self._kek_refresh_at())
+            renew = (self.keyring.refresh_at(), self._kek_refresh_at(), self._kek_deleted_at)
             times += [t for t in renew if t is not None]
             if self.monitor is not None and (deadline := self.monitor.deadline()) is not None:
                 times.append(deadline)
@@ -371,6 +365,8 @@ class GroupKeys:
 
     def renewal(self, now: float) -> Renewal | None:
         """Why this registered VPN must pull again now; None while all is well."""
+        if self._kek_deleted_at is not None:
+            return Renewal("the key server deleted the KEK (a member was removed)")
         if self.monitor is not None and (reason := self.monitor.reason(now)) is not None:
             return Renewal(reason, fresh_phase1=True)
         refresh = self.keyring.refresh_at()
@@ -418,13 +414,3 @@ class GroupKeys:
                 shown.append(self.keyring.encrypt_key(selectors) or held[-1])
         shown += [sa for sel, sa in self._rejected.items() if sel not in self.keyring.policies()]
         return self._filter(self.vpn, shown)[1]
-
-
-def _deleted_spis(opened: PushOpened) -> list[bytes]:
-    """The ESP SPIs the push's Delete payloads name (others are not keys we could hold)."""
-    return [
-        spi
-        for delete in opened.deletes
-        if delete.protocol_id == TekProtocol.IPSEC_ESP and delete.spi_size == TEK_SPI_LENGTH
-        for spi in delete.spis
-    ]

@@ -135,4 +135,5 @@ def rekey_sent(sent: RekeySent) -> JsonDict:
         "multicast-destination": sent.destination,
         "new-teks": list(sent.renewed),
         "kek-rollover": sent.kek_rollover,
+        "kek-deleted": sent.kek_deleted,
     }

@@ -27,6 +27,7 @@ from ipaddress import IPv4Address
 from groupvpn.gdoi.pull import GroupOffer, PullError
 from groupvpn.gdoi.push import PushContent, stamp_group_clock
 from groupvpn.gdoi.push_ack import AckKey, derive_ack_key
+from groupvpn.gdoi.push_deletes import tek_delete
 from groupvpn.gdoi.push_sig import sig_hash
 from groupvpn.ike.sa import IkeSa
 from groupvpn.server.delivery import DeliverySettings
@@ -100,7 +101,7 @@ class _GroupState:
     previous_kek: Kek | None = None
     #: Each member's ACK key (secret), by address, made when its HASH(3) verified.
     ack_keys: dict[str, AckKey] = field(default_factory=dict, repr=False)
-    #: SPIs of TEKs whose group policy a reload deleted: the next v2 push deletes them.
+    #: SPIs of TEKs whose group policy a reload deleted or changed: the next push deletes them.
     withdrawn_spis: list[bytes] = field(default_factory=list)
     #: The rekey sequence number: 0 until the first GROUPKEY-PUSH, which sends 1
     #: (gdoi-wire.md §4.6).  Registrations carry the current value as the baseline.
@@ -109,6 +110,14 @@ class _GroupState:
     #: (the TEKs' SPIs and remaining seconds).  A burst of registrations gets the
     #: same octets, so they are built once per second rather than once per member.
     offered_teks: tuple[object, tuple[SaTekPayload, ...], tuple[KeyPacket, ...]] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Eviction:
+    """What a member removal withdraws: the KEK pushes went under, and the old TEKs."""
+
+    kek: Kek
+    tek_spis: tuple[bytes, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -347,6 +356,27 @@ class GroupKeyServer:
         state = self._groups[group_id]
         state.previous_kek, state.kek = state.kek, kek
 
+    def evict(self, group_id: int, now: float) -> Eviction:
+        """A member was removed: every TEK and the KEK are replaced, current at once.
+
+        None of the new keys goes in a push: pushes travel under the KEK the
+        removed member holds.  The remaining members get them by registering
+        again, each over its own phase 1 SA, and the removed member's
+        registration is refused.  What this returns is what to delete: the KEK
+        (now the previous one, so ACKs of the eviction push still find the
+        group) and every TEK handed out before.
+        """
+        state = self._groups[group_id]
+        old_kek = self._kek(state, now)
+        if old_kek is None:
+            raise ValueError(f"group {state.definition.name} has no KEK")
+        self.rotate_teks(group_id, [policy.name for policy in state.definition.policies], now)
+        fresh = {tek.spi for tek in state.current.values()}
+        stale = tuple(spi for spi in state.spis if spi not in fresh)
+        self.activate_kek(group_id, self.next_kek(group_id, now))
+        state.withdrawn_spis = []  # among the stale ones
+        return Eviction(old_kek, stale)
+
     def group_for_kek(self, spi: bytes, now: float) -> int | None:
         """The group whose current or previous (not expired) KEK has this SPI."""
         for group_id, state in self._groups.items():
@@ -373,8 +403,8 @@ class GroupKeyServer:
         The SA KEK of a rollover names the group's `server-address` (else
         ``local_address``) as the source.  Its destination is the multicast group,
         or for unicast rekeys 0.0.0.0 port 0: one datagram goes to every member,
-        each at the address and port of its own registration.  Deletes (v2 only:
-        RFC 3547 pushes have no D) name the TEKs of policies a reload withdrew.
+        each at the address and port of its own registration.  Deletes (RFC 3547
+        §4.6, RFC 6407) name the TEKs of policies a reload withdrew or changed.
         """
         state = self._groups[group_id]
         sa_teks, packets = self._tek_payloads(state, now)
@@ -392,9 +422,8 @@ class GroupKeyServer:
             )
             packets = (new_kek.key_packet(self.signing_key.public_der), *packets)
         deletes: tuple[DeletePayload, ...] = ()
-        if state.withdrawn_spis and self.dialect.has_gap:
-            spis = tuple(state.withdrawn_spis)
-            deletes = (DeletePayload(Doi.GDOI, TekProtocol.IPSEC_ESP, 4, spis),)
+        if state.withdrawn_spis:
+            deletes = (tek_delete(state.withdrawn_spis),)
         state.withdrawn_spis = []
         sa = GdoiSaPayload(Doi.GDOI, 0, kek=sa_kek, teks=sa_teks) if sa_teks or sa_kek else None
         key_download = KeyDownloadPayload(packets) if packets else None

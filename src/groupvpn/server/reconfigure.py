@@ -6,8 +6,9 @@ words what changed.  A change of group policies (added, deleted, changed) or of
 membership (an IKE gateway removed from the group, the KEK policy) means the
 members hold keys or policies that are no longer right: the group needs a
 rekey (issue 4, point 7), and the change says which kind: a policy change
-renews the keys of the changed policies, a membership change every TEK and the
-KEK (``server.rekey.RENEWED_BY_REQUEST``).  Other changes take effect at the
+renews the keys of the changed policies, a KEK change every TEK and the KEK
+(``server.rekey.RENEWED_BY_REQUEST``), and a removed gateway evicts its members
+(``server.rekeying``).  Other changes take effect at the
 next registration, or (timers of `server-member-communication`) at once.
 """
 
@@ -94,9 +95,11 @@ def _group_details(
     reasons: list[RekeyReason] = []
     if policies_changed:
         reasons.append(RekeyReason.POLICY_CHANGE)
-    # A member whose gateway left must lose the keys, and new KEK attributes (cipher,
-    # heartbeat, communication type, ...) reach members only with a new KEK: both
-    # renew every TEK and the KEK, what a membership change does.
-    if removed_gateways or old.kek != new.kek:
+    # New KEK attributes (cipher, heartbeat, communication type, ...) reach members
+    # only with a new KEK: every TEK and the KEK are renewed.  A member whose gateway
+    # left must lose the keys: it is evicted (server.rekeying).
+    if old.kek != new.kek:
         reasons.append(RekeyReason.MEMBERSHIP_CHANGE)
+    if removed_gateways:
+        reasons.append(RekeyReason.MEMBER_REMOVAL)
     return tuple(details), tuple(reasons)

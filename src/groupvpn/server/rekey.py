@@ -55,6 +55,9 @@ class RekeyReason(StrEnum):
     KEK_LIFETIME = "kek-lifetime"
     POLICY_CHANGE = "policy-change"
     MEMBERSHIP_CHANGE = "membership-change"
+    #: A member left (its IKE gateway was removed): not a push of new keys but an
+    #: eviction (``server.rekeying``), so it is not a scheduler request.
+    MEMBER_REMOVAL = "member-removal"
     OPERATOR_REQUEST = "operator-request"
 
 
@@ -66,12 +69,10 @@ class Renewal:
 
 #: What a requested rekey replaces.  A policy change carries the changed group
 #: policies, whose keys the core makes itself; the other keys stay.  A membership
-#: change renews the TEKs and the KEK.  That alone does not lock out a member that
-#: left: the rollover travels under the KEK it still holds, and with multicast
-#: rekeys it still receives it.  Real exclusion needs the new keys delivered to the
-#: remaining members only (unicast, or LKH); until then the removed member merely
-#: stops being sent anything.  The operator's `request ... rekey` gives every member
-#: new TEK SPIs; the KEK keeps its schedule.
+#: change (new KEK attributes) renews the TEKs and the KEK.  The operator's
+#: `request ... rekey` gives every member new TEK SPIs; the KEK keeps its schedule.
+#: A member removal is no request here: pushing new keys under the KEK the removed
+#: member holds would hand them to it (``server.rekeying`` evicts instead).
 RENEWED_BY_REQUEST: dict[RekeyReason, Renewal] = {
     RekeyReason.POLICY_CHANGE: Renewal(all_teks=False, kek=False),
     RekeyReason.MEMBERSHIP_CHANGE: Renewal(all_teks=True, kek=True),

@@ -30,6 +30,8 @@ class RekeySent:
     renewed: tuple[str, ...]
     kek_rollover: bool
     deleted: int = 0
+    #: An eviction: the push deletes the KEK, members register again for new keys.
+    kek_deleted: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +118,7 @@ def describe(event: object) -> tuple[int, str] | None:
         return logging.INFO, (
             f"rekey sent: group={event.group} group-id={event.group_id} seq={event.seq} "
             f"reasons={','.join(event.reasons)} {_to(event.members, event.destination)} "
-            f"new-teks={renewed} kek={'rollover' if event.kek_rollover else 'kept'}"
+            f"new-teks={renewed} kek={_kek_change(event)}"
             + (f" deleted-teks={event.deleted}" if event.deleted else "")
         )
     if isinstance(event, HeartbeatSent):
@@ -155,3 +157,9 @@ def describe(event: object) -> tuple[int, str] | None:
             f"removed={event.removed} superseded={event.withdrawn} seconds={event.seconds:.3f}"
         )
     return None
+
+
+def _kek_change(event: RekeySent) -> str:
+    if event.kek_deleted:
+        return "deleted(members-register-again)"
+    return "rollover" if event.kek_rollover else "kept"

@@ -30,8 +30,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 
-from groupvpn.gdoi.push import KekMaterial, build_heartbeat, build_push
+from groupvpn.gdoi.push import KekMaterial, PushContent, build_heartbeat, build_push
 from groupvpn.gdoi.push_ack import ACK_EXCHANGE_TYPE, AckKey, AckRejected, open_ack
+from groupvpn.gdoi.push_deletes import kek_delete, tek_delete
 from groupvpn.gdoi.push_sig import DEFAULT_SIGNATURE_ENCODING, SignatureEncoding, sig_hash
 from groupvpn.ike.events import Address
 from groupvpn.server.delivery import (
@@ -117,6 +118,8 @@ class _GroupRekeys:
     kek: Kek | None = field(default=None, repr=False)
     #: Policies a reload gave new keys, named by the next rekey.
     fresh: set[str] = field(default_factory=set)
+    #: After an eviction: when to delete the TEKs handed out before it, and their SPIs.
+    stale_teks: tuple[float, tuple[bytes, ...]] | None = None
     #: The scheduler's next deadline, kept current after every change to it: the
     #: shell asks for the timer after every datagram (every ACK of a big fan-out).
     schedule_at: float = math.inf
@@ -233,6 +236,7 @@ class KeyServerRekeying:
         ValueError (from :meth:`GroupKeyServer.reconfigure`) leaves everything as it was.
         """
         before = {gid: self._spis(gid, now) for gid in self._rekeys}
+        registered = {gid: self._member_addresses(gid) for gid in self._rekeys}
         changes = self.groups.reconfigure(definitions)
         rekeys: dict[int, RekeySent] = {}
         for change in changes:
@@ -251,9 +255,13 @@ class KeyServerRekeying:
             after = self._spis(group_id, now)
             old = before.get(group_id, {})
             state.fresh |= {name for name, spi in after.items() if old.get(name) != spi}
-            for reason in change.reasons:
-                state.scheduler.request_rekey(reason, now)
-            if change.reasons:
+            if registered.get(group_id, set()) - self._member_addresses(group_id):
+                # Members left with their gateway: evict them.  That renews every key
+                # (by registration), so the change's other reasons need no push.
+                rekeys[group_id] = self._evict(state, now)
+            elif reasons := [r for r in change.reasons if r is not RekeyReason.MEMBER_REMOVAL]:
+                for reason in reasons:
+                    state.scheduler.request_rekey(reason, now)
                 sent = self._run(state, now)
                 if sent is not None:
                     rekeys[group_id] = sent
@@ -271,6 +279,8 @@ class KeyServerRekeying:
         times = []
         for state in self._rekeys.values():
             times.append(state.schedule_at)
+            if state.stale_teks is not None:
+                times.append(state.stale_teks[0])
             for delivery in _deliveries(state):
                 deadline = delivery.next_deadline()
                 if deadline is not None:
@@ -358,6 +368,9 @@ class KeyServerRekeying:
         state.routes = {a: route for a, route in state.routes.items() if a in members}
         self._sync_keys(state, now)
 
+    def _member_addresses(self, group_id: int) -> set[str]:
+        return {record.address for record in self.groups.members() if record.group_id == group_id}
+
     def _spis(self, group_id: int, now: float) -> dict[str, bytes]:
         return {tek.policy.name: tek.spi for tek in self.groups.current_teks(group_id, now)}
 
@@ -386,49 +399,127 @@ class KeyServerRekeying:
             event = self._push(state, action, now)
             if isinstance(event, RekeySent):
                 sent = event
+        if state.stale_teks is not None and state.stale_teks[0] <= now:
+            self._delete_stale_teks(state, state.stale_teks[1], now)
+            state.stale_teks = None
         state.schedule_at = state.scheduler.next_deadline()
         self._transmit(state, now)
         return sent
 
+    def _evict(self, state: _GroupRekeys, now: float) -> RekeySent:
+        """Lock removed members out (docs/rekey-wire.md §2a): delete the KEK they hold.
+
+        The new TEKs and KEK are current at once but go in no push: the push goes
+        under the old KEK, which the removed members hold (and with multicast
+        rekeys receive).  It deletes that KEK, so the remaining members register
+        again and get the new keys over their own phase 1 SAs; the removed ones
+        are refused.  Once they all could have, a push under the new KEK deletes
+        the old TEKs, so traffic under them is no longer accepted either.
+        """
+        groups, group_id = self.groups, state.group_id
+        eviction = groups.evict(group_id, now)
+        seq = groups.next_sequence(group_id)
+        content = PushContent(seq, deletes=(kek_delete(eviction.kek.spi),))
+        data = self._build(content, eviction.kek)
+        definition = groups.definition(group_id)
+        assert definition is not None
+        delivery, members, destination = self._fan_out(state, PushKind.REKEY)
+        self._enqueue(state, delivery, seq, PushKind.REKEY, data, now)
+        # Re-registrations take a copy and its retransmissions at worst, then the
+        # pulled keys start encrypting ATD later; one ATD more is the margin.
+        wait = 2.0 * definition.activation_time_delay
+        if isinstance(delivery, UnicastDelivery):
+            settings = delivery.settings
+            wait += settings.number_of_retransmission * settings.retransmission_period
+        state.stale_teks = (now + wait, eviction.tek_spis) if eviction.tek_spis else None
+        state.fresh = set()
+        self._sync_keys(state, now)
+        event = RekeySent(
+            definition.name, group_id, seq, (str(RekeyReason.MEMBER_REMOVAL),), members,
+            destination, (), False, 0, kek_deleted=True,
+        )  # fmt: skip
+        self._events.append(event)
+        self._transmit(state, now)
+        return event
+
+    def _delete_stale_teks(self, state: _GroupRekeys, spis: tuple[bytes, ...], now: float) -> None:
+        """The eviction's second push, under the new KEK: delete the TEKs from before it."""
+        groups, group_id = self.groups, state.group_id
+        kek = groups.current_kek(group_id, now)
+        definition = groups.definition(group_id)
+        assert kek is not None and definition is not None
+        seq = groups.next_sequence(group_id)
+        data = self._build(PushContent(seq, deletes=(tek_delete(spis),)), kek)
+        delivery, members, destination = self._fan_out(state, PushKind.REKEY)
+        self._enqueue(state, delivery, seq, PushKind.REKEY, data, now)
+        self._events.append(
+            RekeySent(definition.name, group_id, seq, (str(RekeyReason.MEMBER_REMOVAL),),
+                      members, destination, (), False, len(spis))
+        )  # fmt: skip
+
+    def _build(self, content: PushContent, kek: Kek) -> bytes:
+        """A push of ``content`` under ``kek``, signed with the server's key."""
+        signing_key = self.groups.signing_key
+        assert signing_key is not None  # a group with a KEK has one
+        material = KekMaterial.named(kek.spi, kek.policy.cipher.name, kek.key, kek.iv)
+        return build_push(
+            content, material, signing_key.push_signer(), sig_hash(kek.policy.sig_hash.algorithm),
+            dialect=self.groups.dialect, encoding=self._encoding,
+        )  # fmt: skip
+
+    def _fan_out(
+        self, state: _GroupRekeys, kind: PushKind
+    ) -> tuple[UnicastDelivery | MulticastDelivery, int | None, str | None]:
+        """The delivery a push of ``kind`` goes by, and its members or multicast destination."""
+        delivery = state.delivery
+        handing_over = state.handover is not None and state.handover_seq is None
+        if kind is PushKind.REKEY and handing_over and state.handover is not None:
+            delivery = state.handover  # the change's rekey: see _GroupRekeys.handover
+        if isinstance(delivery, MulticastDelivery):
+            return delivery, None, f"{delivery.destination}:{self.groups.port}"
+        if kind is PushKind.HEARTBEAT:
+            # A member still owing a rekey ACK gets that rekey's copies, not the heartbeat.
+            active = sum(s.state is DeliveryState.ACTIVE for s in delivery.statuses())
+            return delivery, active, None
+        return delivery, len(delivery.statuses()), None
+
+    def _enqueue(
+        self, state: _GroupRekeys, delivery: UnicastDelivery | MulticastDelivery, seq: int,
+        kind: PushKind, data: bytes, now: float,
+    ) -> None:  # fmt: skip
+        state.datagrams[seq] = data
+        if delivery is state.handover:
+            state.handover_seq = seq
+        delivery.add_push(seq, kind, now)
+
     def _push(self, state: _GroupRekeys, action: RekeyAction, now: float) -> RekeyEvent:
         groups, group_id = self.groups, state.group_id
         kek = groups.current_kek(group_id, now)  # what members hold: it protects this push
-        signing_key = groups.signing_key
-        assert kek is not None and signing_key is not None  # a group with a KEK has both
-        material = KekMaterial.named(kek.spi, kek.policy.cipher.name, kek.key, kek.iv)
-        signer, spec = signing_key.push_signer(), sig_hash(kek.policy.sig_hash.algorithm)
         definition = groups.definition(group_id)
-        assert definition is not None
-        delivery = state.delivery
-        handing_over = state.handover is not None and state.handover_seq is None
-        if action.kind is PushKind.REKEY and handing_over and state.handover is not None:
-            delivery = state.handover  # the change's rekey: see _GroupRekeys.handover
-        members: int | None = None
-        destination = None
-        if isinstance(delivery, MulticastDelivery):
-            destination = f"{delivery.destination}:{groups.port}"
-        elif action.kind is PushKind.HEARTBEAT:
-            # A member still owing a rekey ACK gets that rekey's copies, not the heartbeat.
-            members = sum(s.state is DeliveryState.ACTIVE for s in delivery.statuses())
-        else:
-            members = len(delivery.statuses())
+        assert kek is not None and definition is not None  # a group with rekeys has a KEK
+        delivery, members, destination = self._fan_out(state, action.kind)
+        seq = groups.next_sequence(group_id)
+        event: RekeyEvent
         if action.kind is PushKind.HEARTBEAT:
-            seq = groups.next_sequence(group_id)
             teks = groups.heartbeat_teks(group_id, now)
-            data = build_heartbeat(seq, teks, groups.group_clock(now), material, signer, spec,
-                                   dialect=groups.dialect, encoding=self._encoding)  # fmt: skip
-            event: RekeyEvent = HeartbeatSent(definition.name, group_id, seq, members, destination)
+            signing_key = groups.signing_key
+            assert signing_key is not None
+            material = KekMaterial.named(kek.spi, kek.policy.cipher.name, kek.key, kek.iv)
+            data = build_heartbeat(
+                seq, teks, groups.group_clock(now), material, signing_key.push_signer(),
+                sig_hash(kek.policy.sig_hash.algorithm), dialect=groups.dialect,
+                encoding=self._encoding,
+            )  # fmt: skip
+            event = HeartbeatSent(definition.name, group_id, seq, members, destination)
         else:
             for name in action.renew_teks:
                 state.teks.pop(name, None)  # re-tracked below with its replacement
             groups.rotate_teks(group_id, action.renew_teks, now)
             new_kek = groups.next_kek(group_id, now) if action.renew_kek else None
-            seq = groups.next_sequence(group_id)
             content = groups.push_content(
                 group_id, seq, now, new_kek=new_kek, local_address=self.source_address
             )
-            data = build_push(content, material, signer, spec,
-                              dialect=groups.dialect, encoding=self._encoding)  # fmt: skip
+            data = self._build(content, kek)
             if new_kek is not None:
                 groups.activate_kek(group_id, new_kek)
             renewed = {*action.renew_teks, *state.fresh}
@@ -439,10 +530,7 @@ class KeyServerRekeying:
                 new_kek is not None, sum(len(d.spis) for d in content.deletes),
             )  # fmt: skip
             self._sync_keys(state, now)
-        state.datagrams[seq] = data
-        if delivery is state.handover:
-            state.handover_seq = seq
-        delivery.add_push(seq, action.kind, now)
+        self._enqueue(state, delivery, seq, action.kind, data, now)
         self._events.append(event)
         return event
 
