@@ -99,6 +99,11 @@ def test_each_change_says_which_rekey_it_needs():
     both = replace(policies, gateways=frozenset({"gw-member1"}))
     [change] = diff_groups({1: SPEC_GROUP}, {1: both})
     assert change.reasons == (RekeyReason.POLICY_CHANGE, RekeyReason.MEMBER_REMOVAL)
+    # The anti-replay window goes with the next keys (every SA TEK carries it): no rekey.
+    window = replace(SPEC_GROUP, anti_replay_time_window=None)
+    [change] = diff_groups({1: SPEC_GROUP}, {1: window})
+    assert change.details == ("anti-replay-time-window 100s -> off (from the next keys on)",)
+    assert not change.needs_rekey
     # A gateway added needs no rekey: its members register.
     more = replace(SPEC_GROUP, gateways=SPEC_GROUP.gateways | {"gw-member3"})
     [change] = diff_groups({1: SPEC_GROUP}, {1: more})

@@ -70,6 +70,13 @@ MAX_SEQUENCE = 0xFFFFFFFF
 #: form, 8 octets: the key server's group time in milliseconds, unsigned, big-endian.
 #: Carried in every SA TEK of a push, rekey or heartbeat.
 GROUP_CLOCK_ATTRIBUTE = 32001
+
+#: The group's `anti-replay-time-window` (docs/rekey-wire.md §4): an IPsec DOI SA
+#: attribute from the same private use range, basic form, seconds; 0 for
+#: `no-anti-replay`.  Carried in every SA TEK our key server sends, so members check
+#: each key's packets against its group's window.  Absent (another vendor's server):
+#: the Junos default, 100 s.
+ANTI_REPLAY_WINDOW_ATTRIBUTE = 32003
 GROUP_CLOCK_LENGTH = 8
 
 #: The heartbeat interval (docs/rekey-wire.md §3): a KEK attribute from the same

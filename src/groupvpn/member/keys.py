@@ -15,9 +15,16 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
-from groupvpn.config.model_groups import DEFAULT_ACTIVATION_TIME_DELAY
+from groupvpn.config.model_groups import (
+    DEFAULT_ACTIVATION_TIME_DELAY,
+    DEFAULT_ANTI_REPLAY_TIME_WINDOW,
+)
 from groupvpn.gdoi.pull import Registration
-from groupvpn.gdoi.push import HEARTBEAT_INTERVAL_ATTRIBUTE, read_group_clock
+from groupvpn.gdoi.push import (
+    ANTI_REPLAY_WINDOW_ATTRIBUTE,
+    HEARTBEAT_INTERVAL_ATTRIBUTE,
+    read_group_clock,
+)
 from groupvpn.gdoi.push_ack import acks_requested
 from groupvpn.server.kek import (
     KEK_CIPHERS,
@@ -71,6 +78,9 @@ class GroupSa:
     expires_at: float
     encryption_key: bytes = field(repr=False)
     integrity_key: bytes = field(repr=False)
+    #: The group's `anti-replay-time-window` in seconds (None: `no-anti-replay`), as
+    #: the SA TEK announces it (docs/rekey-wire.md §4); the Junos default when absent.
+    anti_replay_window: int | None = DEFAULT_ANTI_REPLAY_TIME_WINDOW
 
     @property
     def selector(self) -> str:
@@ -229,6 +239,7 @@ def _group_sa(
     if len(encryption_key) != cipher.key_length or len(integrity_key) != integrity.key_length:
         raise UnusableTek(f"key lengths do not match {cipher.name}/{integrity.name}")
     lifetime = attributes.get(IpsecAttribute.SA_LIFE_DURATION, 3600)
+    window = attributes.get(ANTI_REPLAY_WINDOW_ATTRIBUTE, DEFAULT_ANTI_REPLAY_TIME_WINDOW)
     return GroupSa(
         vpn=vpn,
         group_id=group_id,
@@ -243,6 +254,7 @@ def _group_sa(
         expires_at=received_at + min(lifetime, MAX_LIFETIME),
         encryption_key=encryption_key,
         integrity_key=integrity_key,
+        anti_replay_window=window or None,
     )
 
 

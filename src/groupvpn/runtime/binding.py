@@ -89,6 +89,7 @@ def group_definition(config: Config, group: ServerGroup) -> GroupDefinition:
         activation_time_delay=group.activation_time_delay,
         server_address=group.server_address,
         kek=kek_policy(smc),
+        anti_replay_time_window=group.anti_replay_time_window,
     )
     if smc is None:
         return definition

@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address
 
+from groupvpn.config.model_groups import DEFAULT_ANTI_REPLAY_TIME_WINDOW
 from groupvpn.gdoi.pull import GroupOffer, PullError
 from groupvpn.gdoi.push import PushContent, stamp_group_clock
 from groupvpn.gdoi.push_ack import AckKey, derive_ack_key
@@ -73,6 +74,8 @@ class GroupDefinition:
     #: through `[edit interfaces]`; None when it names no configured address.
     multicast_interface: str | None = None
     multicast_interface_address: IPv4Address | None = None
+    #: `anti-replay-time-window` in seconds; None with `no-anti-replay`.
+    anti_replay_time_window: int | None = DEFAULT_ANTI_REPLAY_TIME_WINDOW
 
 
 @dataclass(frozen=True, slots=True)
@@ -474,7 +477,7 @@ class GroupKeyServer:
         sa_teks = tuple(
             SaTekPayload(
                 TekProtocol.IPSEC_ESP,
-                tek.sa_tek(now, address_preservation=v2),
+                tek.sa_tek(now, v2, state.definition.anti_replay_time_window),
                 id_length_octets=self.dialect.sat_id_length_octets,
             )
             for tek in teks

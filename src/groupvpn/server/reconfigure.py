@@ -88,6 +88,11 @@ def _group_details(
         details.append(
             f"activation-time-delay {old.activation_time_delay} -> {new.activation_time_delay}"
         )
+    if old.anti_replay_time_window != new.anti_replay_time_window:
+        details.append(
+            f"anti-replay-time-window {_window(old.anti_replay_time_window)} -> "
+            f"{_window(new.anti_replay_time_window)} (from the next keys on)"
+        )
     if old.server_address != new.server_address:
         details.append("server-address changed")
     if old.name != new.name:
@@ -103,3 +108,7 @@ def _group_details(
     if removed_gateways:
         reasons.append(RekeyReason.MEMBER_REMOVAL)
     return tuple(details), tuple(reasons)
+
+
+def _window(seconds: int | None) -> str:
+    return "off" if seconds is None else f"{seconds}s"

@@ -11,6 +11,8 @@ import secrets
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network
 
+from groupvpn.config.model_groups import DEFAULT_ANTI_REPLAY_TIME_WINDOW
+from groupvpn.gdoi.push import ANTI_REPLAY_WINDOW_ATTRIBUTE
 from groupvpn.wire.attributes import DataAttribute
 from groupvpn.wire.gdoi_kd import KeyPacket
 from groupvpn.wire.gdoi_numbers import (
@@ -92,8 +94,11 @@ class Tek:
         """Seconds left, as sent in SA Life Duration (RFC 2407 §4.5: remaining, not total)."""
         return max(0, int(self.expires_at - now))
 
-    def sa_tek(self, now: float, address_preservation: bool) -> IpsecTek:
-        """The SA TEK body announcing this key's policy and algorithms."""
+    def sa_tek(
+        self, now: float, address_preservation: bool,
+        anti_replay_window: int | None = DEFAULT_ANTI_REPLAY_TIME_WINDOW,
+    ) -> IpsecTek:  # fmt: skip
+        """The SA TEK body announcing this key's policy, algorithms and anti-replay window."""
         policy = self.policy
         attributes = [
             DataAttribute.basic(IpsecAttribute.SA_LIFE_TYPE, 1),  # seconds
@@ -115,6 +120,9 @@ class Tek:
                     AddressPreservation.SOURCE_AND_DESTINATION,
                 )
             )
+        attributes.append(
+            DataAttribute.basic(ANTI_REPLAY_WINDOW_ATTRIBUTE, anti_replay_window or 0)
+        )
         return IpsecTek(
             policy.protocol,
             GdoiId.ipv4_subnet(str(policy.source), policy.source_port),
