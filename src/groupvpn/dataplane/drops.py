@@ -30,6 +30,7 @@ class DropReason(enum.StrEnum):
     BAD_INNER_HEADER = "bad-inner-header"  # the decrypted packet is not one IPv4 packet
     NO_GROUP_CLOCK = "no-group-clock"  # anti-replay on, and we do not know the group time
     OUTSIDE_ANTI_REPLAY_WINDOW = "outside-anti-replay-window"
+    POLICY_MISMATCH = "policy-mismatch"  # the inner packet is outside the SA's own selectors
 
 
 class Refusal(enum.StrEnum):
@@ -39,6 +40,10 @@ class Refusal(enum.StrEnum):
     TOO_BIG = "too-big"  # the ESP packet would exceed the 65,535-octet IPv4 limit
     NO_GROUP_CLOCK = "no-group-clock"  # anti-replay on, and we do not know the group time
     NONCE_EXHAUSTED = "nonce-exhausted"  # AES-GCM: the 32-bit IV counter would wrap
+    NO_KEY = "no-key"  # matches a dynamic policy that has no key to encrypt with now
+    TTL_EXCEEDED = "ttl-exceeded"  # inner TTL 0 or 1: a router may not forward it
+    FRAGMENTATION_NEEDED = "fragmentation-needed"  # too big after ESP, and DF is set
+    MTU_TOO_SMALL = "mtu-too-small"  # too big, and not even one fragment would fit
 
 
 @dataclass(frozen=True, slots=True)
