@@ -210,6 +210,10 @@ class MemberCore:
     def dynamic_policies(self) -> list[JsonDict]:
         return [policy for keys in self._keys.values() for policy in keys.dynamic_policies()]
 
+    def group_keys(self) -> list[GroupKeys]:
+        """Each VPN's keys, keyring and group clock, for the data plane (read them only)."""
+        return list(self._keys.values())
+
     def clear(self, now: float) -> None:
         """Drop every group SA and KEK and register again (`clear ... security-associations`)."""
         for vpn in self._vpns.values():

@@ -7,8 +7,12 @@ multicast groups its KEKs name, and answering `show` and `clear` on its
 control socket.  With IKE gateways only, it checks phase 1 to each and stops:
 exit 0 if every one came up.
 
-``--dataplane none`` (the only data plane so far) keeps keys and dynamic
-policies in the control plane without forwarding packets.
+``--dataplane none`` keeps keys and dynamic policies in the control plane without
+forwarding packets.  With a :class:`DataPlaneSettings` (``--dataplane linux``) the
+member also forwards: a TUN, policy routing and raw sockets on the VPNs'
+`group-vpn-external-interface` (groupvpn.dataplane.linux), the ESP engine fed with
+every VPN's keys whenever they change, all removed again when it stops (and a
+crashed run's leftovers removed when it starts).
 """
 
 from __future__ import annotations
@@ -22,9 +26,12 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address
+from pathlib import Path
 from typing import Any
 
 from groupvpn.config.model import Config, IkeGateway
+from groupvpn.dataplane.linux import DEFAULT_STATE_DIR, DEFAULT_TUN_NAME, PlumbingError
+from groupvpn.dataplane.shell import MemberDataPlane
 from groupvpn.ike.events import IkeSaEstablished, IkeSaFailed
 from groupvpn.member.core import GroupVpn, MemberCore, Registered, Reregistering
 from groupvpn.member.install import PolicyFilter, install_all
@@ -32,14 +39,23 @@ from groupvpn.member.keyring import ChangeKind, KeyChange
 from groupvpn.member.push_inbox import PushDropped
 from groupvpn.member.rekeys import HeartbeatReceived, RekeyApplied
 from groupvpn.runtime import member_views, views
-from groupvpn.runtime.base import Daemon, DaemonOptions, group_by_local_address
+from groupvpn.runtime.base import Daemon, DaemonOptions, StartupError, group_by_local_address
 from groupvpn.runtime.binding import interface_address
 from groupvpn.runtime.control import DEFAULT_MEMBER_SOCKET
 from groupvpn.runtime.udp import EndpointProtocol
 
 log = logging.getLogger("groupvpn")
 
-__all__ = ["PolicyFilter", "install_all", "member_settings", "run_member"]
+__all__ = ["DataPlaneSettings", "PolicyFilter", "install_all", "member_settings", "run_member"]
+
+
+@dataclass(frozen=True, slots=True)
+class DataPlaneSettings:
+    """``--dataplane linux``: forward packets; where the TUN and the state file go."""
+
+    tun_name: str = DEFAULT_TUN_NAME
+    #: Run-time state (the record of what the data plane added), one file per netns.
+    state_dir: Path = DEFAULT_STATE_DIR
 
 
 async def run_member(
@@ -49,9 +65,11 @@ async def run_member(
     policy_filter: PolicyFilter = install_all,
     *,
     config: Config | None = None,
+    dataplane: DataPlaneSettings | None = None,
 ) -> int:
     """Run the member.  ``config``: the whole configuration, for the settings of each
-    VPN that ``vpns`` may not carry (heartbeat-threshold, the external interface)."""
+    VPN that ``vpns`` may not carry (heartbeat-threshold, the external interface).
+    ``dataplane``: forward packets (None: control plane only)."""
     if not vpns:
         return await _check_phase1(gateways, options)
     interfaces: dict[str, IPv4Address] = {}
@@ -62,6 +80,7 @@ async def run_member(
     loop = asyncio.get_running_loop()
     cores: list[MemberCore] = []
     multicast = MulticastListeners(loop)
+    data_plane: MemberDataPlane | None = None
 
     def sync_multicast() -> None:
         wanted: dict[tuple[str, int], set[str]] = {}
@@ -85,6 +104,8 @@ async def run_member(
             )  # fmt: skip
         if isinstance(event, Registered | RekeyApplied):
             sync_multicast()  # a new KEK may name another multicast group
+        if data_plane is not None and isinstance(event, Registered | RekeyApplied | KeyChange):
+            data_plane.keys_changed()
 
     daemon.listeners.append(on_event)
     for local, local_gateways in group_by_local_address(gateways).items():
@@ -102,6 +123,25 @@ async def run_member(
         cores.append(core)
         protocol = await daemon.listen(core, local, ", ".join(sorted(names)))
         daemon.member_cores.append((core, protocol))
+
+    if dataplane is not None:
+        data_plane = await open_data_plane(config, vpns, cores, dataplane)
+    try:
+        return await _serve(daemon, cores, multicast, sync_multicast, vpns, data_plane)
+    finally:
+        if data_plane is not None:
+            await data_plane.close()
+
+
+async def _serve(
+    daemon: MemberDaemon,
+    cores: list[MemberCore],
+    multicast: MulticastListeners,
+    sync_multicast: Any,
+    vpns: Sequence[GroupVpn],
+    data_plane: MemberDataPlane | None,
+) -> int:
+    loop = asyncio.get_running_loop()
 
     def clock() -> views.Clock:
         return views.Clock(loop.time())
@@ -134,6 +174,9 @@ async def run_member(
             "clear-member-ipsec-security-associations": clear,
             # Without its KEK a member cannot follow rekeys: it registers again too.
             "clear-member-kek-security-associations": clear,
+            "member-dataplane-statistics": lambda args: (
+                {"dataplane": "none"} if data_plane is None else data_plane.statistics()
+            ),
         },
     )
     daemon.install_signal_handlers()
@@ -143,6 +186,47 @@ async def run_member(
     multicast.close()
     await daemon.shutdown()
     return 0
+
+
+async def open_data_plane(
+    config: Config | None,
+    vpns: Sequence[GroupVpn],
+    cores: Sequence[MemberCore],
+    settings: DataPlaneSettings,
+) -> MemberDataPlane:
+    """The Linux data plane on the VPNs' external interface; StartupError if impossible."""
+    member = config.member if config is not None else None
+    external = {
+        vpn.name: setting.external_interface
+        for vpn in vpns
+        if member is not None and (setting := member.vpns.get(vpn.name)) is not None
+        and setting.external_interface is not None
+    }  # fmt: skip
+    names = sorted(set(external.values()))
+    if config is None or not names:
+        raise StartupError(
+            "the Linux data plane needs group-vpn-external-interface "
+            "([edit security group-vpn member ipsec vpn NAME])"
+        )
+    if len(names) > 1:
+        raise StartupError(
+            f"the Linux data plane uses one external interface; the VPNs name {', '.join(names)}"
+        )
+    name = names[0]
+    fed = {vpn for vpn, interface in external.items() if interface == name}
+    skipped = sorted(vpn.name for vpn in vpns if vpn.name not in fed)
+    if skipped:
+        log.warning("data plane: no external interface, not forwarded: %s", ", ".join(skipped))
+    physical = config.interfaces.get(name.partition(".")[0])
+    try:
+        return await MemberDataPlane.open(
+            name, interface_address(config, name),
+            lambda: [keys for core in cores for keys in core.group_keys() if keys.vpn in fed],
+            configured_mtu=physical.mtu if physical is not None else None,
+            tun_name=settings.tun_name, state_dir=settings.state_dir,
+        )  # fmt: skip
+    except PlumbingError as exc:
+        raise StartupError(f"data plane: {exc}") from exc
 
 
 def member_settings(
