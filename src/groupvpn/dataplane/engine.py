@@ -221,11 +221,16 @@ class DataPlane:
         length = len(packet)
         if length < IPV4_HEADER_LENGTH:
             return self._refuse(Refusal.BAD_INNER_HEADER)
-        first, _, total, _, field, ttl, protocol, _, source, destination = _UNPACK_HEADER(packet)
+        first, _, total, _, field, ttl, protocol, checksum, source, destination = _UNPACK_HEADER(
+            packet
+        )
         header_length = (first & 0x0F) << 2
-        if first >> 4 != 4 or header_length < IPV4_HEADER_LENGTH or header_length > length:
-            return self._refuse(Refusal.BAD_INNER_HEADER)
-        if total != length:
+        if (
+            first >> 4 != 4
+            or total != length
+            or header_length < IPV4_HEADER_LENGTH
+            or header_length > length
+        ):
             return self._refuse(Refusal.BAD_INNER_HEADER)
         # Ports: -1 the protocol has none (only "any" matches), -2 unreadable (any matches).
         source_port = destination_port = -1
@@ -236,8 +241,8 @@ class DataPlane:
                 source_port, destination_port = _UNPACK_PORTS(packet, header_length)
         for net, mask, dnet, dmask, proto, sport, dport, sender in self._policies:  # noqa: B007
             if (
-                (source & mask) == net
-                and (destination & dmask) == dnet
+                (destination & dmask) == dnet
+                and (source & mask) == net
                 and (not proto or proto == protocol)
                 and (not sport or sport == source_port or source_port == -2)
                 and (not dport or dport == destination_port or destination_port == -2)
@@ -251,20 +256,42 @@ class DataPlane:
         if sender is None:
             return self._refuse(Refusal.NO_KEY)
         encapsulate, group_time, max_inner = sender
+        if length > max_inner or ttl <= 1:
+            return self._slow_outbound(packet, ttl, field, sender, now)
         if self._decrement_ttl:
-            if ttl <= 1:
-                return self._time_exceeded(packet)
-            if length > max_inner:
-                return self._too_big(packet, field, sender, now)
-            packet = decrement_ttl(packet)
-        elif length > max_inner:
-            return self._too_big(packet, field, sender, now)
-        esp = encapsulate(packet, group_time(now))
+            # As ip_decrease_ttl() does (RFC 1141): TTL - 1 is checksum + 0x0100.
+            checksum += 0x100
+            checksum = (checksum + (checksum >= 0xFFFF)) & 0xFFFF
+            inner = bytearray(packet)  # the one copy the inner packet needs
+            inner[8] = ttl - 1
+            inner[10] = checksum >> 8
+            inner[11] = checksum & 0xFF
+            # EspSa reads the inner packet by index and slice and joins it: a bytearray
+            # serves as well as bytes, and converting it would copy it once more.
+            esp = encapsulate(inner, group_time(now))  # type: ignore[arg-type]
+        else:
+            esp = encapsulate(packet, group_time(now))
         if isinstance(esp, Refused):
             return []  # counted by the SA
         counters = self.counters
         counters.packets_out += 1
         counters.bytes_out += length
+        return [ToWan(esp)]
+
+    def _slow_outbound(
+        self, packet: bytes, ttl: int, field: int, sender: Sender, now: float
+    ) -> list[Output]:
+        """TTL expiring (with the TTL rule on), or too big for the path once encapsulated."""
+        if self._decrement_ttl and ttl <= 1:
+            return self._time_exceeded(packet)
+        if len(packet) > sender[2]:
+            return self._too_big(packet, field, sender, now)
+        encapsulate, group_time, _ = sender  # TTL 0 or 1, left to the kernel
+        esp = encapsulate(packet, group_time(now))
+        if isinstance(esp, Refused):
+            return []
+        self.counters.packets_out += 1
+        self.counters.bytes_out += len(packet)
         return [ToWan(esp)]
 
     def _refuse(self, reason: Refusal) -> list[Output]:

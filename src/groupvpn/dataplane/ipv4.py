@@ -74,17 +74,19 @@ def ports(packet: bytes, header_length: int, protocol: int, fragment: int) -> tu
 
 
 def decrement_ttl(packet: bytes) -> bytes:
-    """The packet with its TTL one lower and the checksum updated (RFC 1624 eqn. 3).
+    """The packet with its TTL one lower and the checksum updated; the caller checked TTL > 1.
 
-    The 16-bit word holding TTL and protocol drops by 0x0100, so the new checksum is
-    ~(~HC + ~0x0100) in one's complement arithmetic.  The caller checked TTL > 1.
+    The 16-bit word holding TTL and protocol drops by 0x0100, so the checksum (the
+    complement of the sum) grows by 0x0100 with the end-around carry: RFC 1141, as
+    the Linux kernel's ip_decrease_ttl() does it.
     """
-    total = (~(packet[10] << 8 | packet[11]) & 0xFFFF) + 0xFEFF
-    total = (total & 0xFFFF) + (total >> 16)
-    checksum = ~total & 0xFFFF
-    return b"".join(
-        (packet[:8], bytes((packet[8] - 1, packet[9], checksum >> 8, checksum & 0xFF)), packet[12:])
-    )
+    checksum = (packet[10] << 8 | packet[11]) + 0x100
+    checksum = (checksum + (checksum >= 0xFFFF)) & 0xFFFF
+    copy = bytearray(packet)
+    copy[8] -= 1
+    copy[10] = checksum >> 8
+    copy[11] = checksum & 0xFF
+    return bytes(copy)
 
 
 def copied_options(header: bytes) -> bytes:
