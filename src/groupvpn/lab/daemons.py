@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import click
+
 from groupvpn.lab.configs import all_configs, member_address
 from groupvpn.lab.topology import LINKS, Lab, LabError, in_ns, pid_alive
 from groupvpn.runtime.control import ControlError, call
@@ -39,7 +41,23 @@ def argv(lab: Lab, name: str) -> list[str]:
                "--control", str(lab.control(name))]  # fmt: skip
     if role == "server":
         command += ["--state-dir", str(lab.state_dir / "server-state")]
+    else:
+        command += ["--dataplane", member_dataplane()]
     return command
+
+
+def member_dataplane() -> str:
+    """``linux`` when this groupvpn's member has the Linux data plane, else ``none``.
+
+    The members forward packets through the group SAs only with ``--dataplane linux``;
+    a member without that choice runs its control plane alone (and says so in the
+    lab's output), so the lab works with either."""
+    from groupvpn.cli.daemons import member
+
+    for param in member.params:
+        if param.name == "dataplane" and isinstance(param.type, click.Choice):
+            return "linux" if "linux" in param.type.choices else "none"
+    return "none"
 
 
 def write_configs(lab: Lab) -> None:

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from groupvpn.lab.daemons import control, member_dataplane
 from groupvpn.lab.topology import (
     HOST1,
     HOST2,
@@ -111,7 +112,11 @@ def dataplane(lab: Lab, timeout: float = 3.0) -> dict[str, Any]:
 
 def run_traffic(lab: Lab, count: int = 5, say: Callable[[str], None] = print) -> dict[str, Any]:
     """Send the demo's traffic; the raw observations (see ``evaluate``)."""
-    result: dict[str, Any] = {"count": count, "dataplane": dataplane(lab)}
+    result: dict[str, Any] = {
+        "count": count,
+        "member-dataplane": member_dataplane(),
+        "dataplane": dataplane(lab),
+    }
     background: list[Background] = []
     try:
         captures = {
@@ -140,6 +145,9 @@ def run_traffic(lab: Lab, count: int = 5, say: Callable[[str], None] = print) ->
         for node, capture in captures.items():
             background.remove(capture)
             result["captures"][node] = capture.stop()["flows"]
+        result["member-statistics"] = {
+            member: control(lab, member, "member-dataplane-statistics") for member in MEMBERS_OF
+        }
     finally:
         for process in background:
             process.process.kill()
@@ -213,8 +221,21 @@ def _flow_lines(flows: list[dict[str, Any]], indent: str = "    ") -> list[str]:
     ]
 
 
+def _counters(view: Any, path: str = "") -> list[tuple[str, Any]]:
+    """The non-zero numbers of a nested statistics view, as (dotted.name, value)."""
+    if isinstance(view, dict):
+        return [
+            item
+            for key, value in sorted(view.items())
+            for item in _counters(value, f"{path}.{key}" if path else str(key))
+        ]
+    if isinstance(view, int | float) and not isinstance(view, bool) and view:
+        return [(path, view)]
+    return []
+
+
 def report(result: dict[str, Any]) -> str:
-    lines = ["", "== data plane"]
+    lines = ["", f"== data plane (the members run with --dataplane {result['member-dataplane']})"]
     for member, view in result["dataplane"].items():
         tun = ", ".join(view["tun"]) or "none"
         lines.append(
@@ -252,6 +273,15 @@ def report(result: dict[str, Any]) -> str:
     for host in ("host1", "host2"):
         lines += ["", f"== what arrived at {host} ({HOSTS[host]})"]
         lines += _flow_lines(result["captures"][host])
+    statistics = result.get("member-statistics") or {}
+    if any(statistics.values()):
+        lines += ["", "== the members' data plane statistics (member-dataplane-statistics)"]
+        for member, view in statistics.items():
+            counters = ", ".join(f"{k} {v}" for k, v in _counters(view))
+            counters = (
+                counters or f"no counter above zero: {json.dumps(view, sort_keys=True)[:200]}"
+            )
+            lines.append(f"  {member}: {counters}")
     lines += ["", "== checks"]
     for check in result["checks"]:
         lines.append(f"  {'ok  ' if check['ok'] else 'FAIL'}  {check['check']}: {check['detail']}")
