@@ -37,6 +37,7 @@ MEMBER_LAN_ADDRESS = "10.1.0.1"
 LAN_PREFIX = "10.1.0.0/16"
 REMOTE_PREFIX = "10.2.0.0/16"
 REMOTE_HOST = "10.2.1.1"
+GROUP = "239.1.1.1"
 LAN_IFACE = "gvt-lan"
 HOST_IFACE = "gvt-host"
 
@@ -86,6 +87,7 @@ class DataplaneLab:
     def send_udp(self, ns: str, source: str, destination: str, port: int, data: bytes) -> None:
         code = (
             "import socket,sys;s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);"
+            "s.setsockopt(socket.IPPROTO_IP,socket.IP_MULTICAST_TTL,8);"
             f"s.bind(({source!r},0));s.sendto(bytes.fromhex({data.hex()!r}),"
             f"({destination!r},{port}))"
         )
@@ -131,6 +133,8 @@ def dataplane_lab() -> Iterator[DataplaneLab]:
             pair.run(pair.a, ["sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"])
             _ip("-n", pair.a, "route", "add", REMOTE_PREFIX, "via", pair.addr_b)
             _ip("-n", pair.b, "route", "add", LAN_PREFIX, "via", pair.addr_a)
+            # The core sends (and would replicate) multicast out of its link.
+            _ip("-n", pair.b, "route", "add", "224.0.0.0/4", "dev", pair.iface_b)
             yield DataplaneLab(pair, host)
         finally:
             if host in list_netns():

@@ -215,7 +215,13 @@ def send_raw(args: argparse.Namespace) -> int:
 def recv_udp(args: argparse.Namespace) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((args.address, args.port))
+        if args.join:
+            # A group's datagrams: bind to the group, join it on the interface of ``address``.
+            sock.bind((args.join, args.port))
+            request = socket.inet_aton(args.join) + socket.inet_aton(args.address)
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, request)
+        else:
+            sock.bind((args.address, args.port))
         sock.settimeout(args.timeout)
         print("READY", flush=True)
         try:
@@ -249,6 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--address", required=True)
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--timeout", type=float, default=5.0)
+    p.add_argument("--join", default="", help="a multicast group to receive")
     args = parser.parse_args(argv)
     if args.word == "run":
         return asyncio.run(run(args))

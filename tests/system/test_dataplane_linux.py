@@ -27,6 +27,7 @@ import pytest
 from tests.interop.daemon import groupvpn_argv
 from tests.interop.netns import ns_argv
 from tests.system.dataplane_lab import (
+    GROUP,
     HOST_ADDRESS,
     LAN_PREFIX,
     REMOTE_HOST,
@@ -170,10 +171,10 @@ def _captured(process) -> list[bytes]:
     ]
 
 
-def _core_engine() -> Any:
+def _core_engine(specs: list[str] = POLICIES) -> Any:
     """The remote member's engine, holding the same keys: it decrypts what the core saw."""
     engine, _ = make_engine("auto", IPv4Address("198.51.100.2"), 1500)
-    install(engine, policies(POLICIES))
+    install(engine, policies(specs))
     return engine
 
 
@@ -350,3 +351,36 @@ def test_a_member_without_network_privileges_says_so_and_stops(tmp_path: Path):
         assert "cannot start: data plane: the data plane needs root" in result.stderr
         assert "Traceback" not in result.stderr
         assert _ours(lab) == {"rules": [], "routes": [], "links": []}
+
+
+MULTICAST_POLICIES = [*POLICIES, f"{LAN_PREFIX}>{GROUP}/32", f"{REMOTE_PREFIX}>{GROUP}/32"]
+
+
+def test_multicast_from_the_host_leaves_as_one_esp_packet_to_the_group(tmp_path: Path):
+    with dataplane_lab() as lab:
+        process, _ = _start(lab, tmp_path / "state", policies=MULTICAST_POLICIES)
+        capture = _capture(lab)
+        lab.send_udp(lab.host, HOST_ADDRESS, GROUP, 4003, b"to the group")
+        (esp,) = _captured(capture)
+        assert socket.inet_ntoa(esp[12:16]) == HOST_ADDRESS
+        assert socket.inet_ntoa(esp[16:20]) == GROUP
+        remote = _core_engine(MULTICAST_POLICIES)
+        (inner,) = [out.packet for out in remote.inbound(esp, time.monotonic())]
+        assert inner.endswith(b"to the group")
+        _stop(process)
+        assert _ours(lab) == {"rules": [], "routes": [], "links": []}
+
+
+def test_esp_to_a_group_reaches_the_group_members_behind_the_member(tmp_path: Path):
+    with dataplane_lab() as lab:
+        process, _ = _start(lab, tmp_path / "state", policies=MULTICAST_POLICIES)
+        receiver = lab.tool(lab.host, "recv-udp", "--address", HOST_ADDRESS, "--join", GROUP,
+                            "--port", "5001", "--timeout", "8")  # fmt: skip
+        wait_ready(receiver)
+        inner = udp_packet(REMOTE_HOST, GROUP, 4004, 5001, b"from a remote group sender")
+        (out,) = _core_engine(MULTICAST_POLICIES).outbound(with_checksum(inner), time.monotonic())
+        assert out.packet[16:20] == socket.inet_aton(GROUP)
+        lines_of(lab.tool(lab.core, "send-raw", "--packet", out.packet.hex()))
+        (line,) = [json.loads(x) for x in lines_of(receiver) if x.startswith("{")]
+        assert line == {"data": b"from a remote group sender".hex(), "peer": REMOTE_HOST}
+        _stop(process)

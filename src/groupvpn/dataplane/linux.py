@@ -39,7 +39,11 @@ What it sets up (all IPv4), and why (../shared/reference/python-performance.md Â
   multicast out of the WAN, without loopback;
 * a raw ``IPPROTO_ESP`` socket bound to the WAN, which joins the multicast groups of
   the protected destinations: ESP to a group is delivered locally only to a member
-  of the group (multicast input ignores the routing rules).
+  of the group (multicast input ignores the routing rules);
+* multicast forwarding between the LAN interfaces and the TUN for those groups
+  (:class:`MulticastRouter`): the kernel forwards multicast only by its multicast
+  routing table, never by routes or rules, so a host's datagram to a protected group
+  reaches the TUN, and a decrypted one reaches the LANs, only through (*,G) entries.
 
 Everything added is tagged: rule priorities 8480-8489, tables 8480-8489, the TUN
 name, and a state file ``dataplane-net<inode>.json`` (mode 0600) in the state
@@ -102,6 +106,14 @@ TUNSETIFF = 0x400454CA
 IFF_TUN = 0x0001
 IFF_NO_PI = 0x1000
 MULTICAST = IPv4Network("224.0.0.0/4")
+
+
+# <linux/mroute.h>
+MRT_INIT, MRT_ADD_VIF, MRT_ADD_MFC, MRT_DEL_MFC = 200, 202, 204, 205
+VIFF_USE_IFINDEX = 0x8
+MAXVIFS = 32
+#: TTL threshold of a forwarding vif (forward when TTL > 1), and of one never used.
+FORWARD, NEVER = 1, 255
 
 
 class PlumbingError(Exception):
@@ -207,6 +219,7 @@ class LinuxPlumbing:
         self._installed = _Installed()
         self._destinations: dict[IPv4Network, IPv4Address | None] = {}
         self._groups: set[IPv4Address] = set()
+        self._mrouter: MulticastRouter | None = None
         self._lock = threading.Lock()
 
     # -- start and stop ------------------------------------------------------------------
@@ -226,6 +239,7 @@ class LinuxPlumbing:
                 self._open_tun(tun_mtu)
                 self._open_sockets()
                 self._add_rules()
+                self._start_multicast_routing()
             except PlumbingError:
                 self._teardown_locked()
                 raise
@@ -245,6 +259,9 @@ class LinuxPlumbing:
             self._teardown_locked()
 
     def _teardown_locked(self) -> None:
+        if self._mrouter is not None:
+            self._mrouter.close()  # the kernel drops the vifs and entries with the socket
+            self._mrouter = None
         for sock in (self.send_socket, self.clear_socket, self.esp_socket):
             if sock is not None:
                 sock.close()
@@ -329,6 +346,34 @@ class LinuxPlumbing:
                 continue
             self._groups.add(group)
             log.info("data plane: joined %s on %s for group ESP", group, self.wan.name)
+        if self._mrouter is not None:
+            self._mrouter.set_groups(groups)
+
+    def _start_multicast_routing(self) -> None:
+        """Multicast forwarding LANs <-> TUN; without it (another multicast router runs
+        here, or no kernel support) the data plane carries unicast only."""
+        assert self.tun_index is not None
+        iproute = _iproute()
+        with iproute() as ipr:
+            lo = int(ipr.link_lookup(ifname="lo")[0])
+            with_address = {int(a["index"]) for a in ipr.get_addr(family=socket.AF_INET)}
+            lans = [
+                int(link["index"]) for link in ipr.get_links()
+                if int(link["index"]) in with_address
+                and int(link["index"]) not in (lo, self.wan.index, self.tun_index)
+                and _attr(link, "IFLA_OPERSTATE") != "DOWN"
+            ]  # fmt: skip
+        router = MulticastRouter(lo, self.tun_index, lans)
+        try:
+            router.open()
+        except OSError as exc:
+            router.close()
+            log.warning(
+                "data plane: no multicast forwarding (%s): protected multicast groups are not "
+                "carried", _reason(exc),
+            )  # fmt: skip
+            return
+        self._mrouter = router
 
     def _mreq(self, group: IPv4Address) -> bytes:
         return struct.pack("4s4si", group.packed, self.wan.address.packed, self.wan.index)
@@ -407,6 +452,64 @@ class LinuxPlumbing:
             "groups": self._installed.groups,
         }
         write_private(self.state_path, json.dumps(state, indent=1).encode() + b"\n")
+
+
+class MulticastRouter:
+    """The kernel's multicast forwarding between the LAN interfaces and the TUN.
+
+    One mroute socket (``MRT_INIT``); vif 0 is ``lo`` (never forwarded to), vif 1 the
+    TUN, the LAN interfaces after it.  A (*,*) entry whose parent is ``lo`` makes every
+    vif part of the "static tree" without forwarding anything itself; a (*,G) entry
+    per protected group, parent the TUN, forwards G from a LAN into the TUN (where the
+    engine encrypts it) and from the TUN (decrypted) to every LAN, never back to where
+    it came from, as a router: TTL above 1, decremented.  Closing the socket (also by
+    a crash) makes the kernel drop the vifs and entries.
+    """
+
+    def __init__(self, lo: int, tun: int, lans: Iterable[int]) -> None:
+        self._interfaces = [lo, tun, *list(lans)[: MAXVIFS - 2]]
+        self._socket: socket.socket | None = None
+        self._groups: set[IPv4Address] = set()
+
+    def open(self) -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_IGMP)
+        self._socket = sock
+        # Upcalls for unknown groups are not read: a small buffer, then dropped.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        sock.setsockopt(socket.IPPROTO_IP, MRT_INIT, struct.pack("i", 1))
+        for vif, index in enumerate(self._interfaces):
+            request = struct.pack("=HBBIi4s", vif, VIFF_USE_IFINDEX, FORWARD, 0, index, bytes(4))
+            sock.setsockopt(socket.IPPROTO_IP, MRT_ADD_VIF, request)
+        self._entry(MRT_ADD_MFC, IPv4Address(0), parent=0)
+
+    def set_groups(self, groups: Iterable[IPv4Address]) -> None:
+        wanted = set(groups)
+        for group in sorted(self._groups - wanted):
+            with contextlib.suppress(OSError):
+                self._entry(MRT_DEL_MFC, group, parent=1)
+            self._groups.discard(group)
+        for group in sorted(wanted - self._groups):
+            try:
+                self._entry(MRT_ADD_MFC, group, parent=1)
+            except OSError as exc:
+                log.warning("data plane: cannot forward multicast %s: %s", group, _reason(exc))
+                continue
+            self._groups.add(group)
+
+    def groups(self) -> list[IPv4Address]:
+        return sorted(self._groups)
+
+    def _entry(self, command: int, group: IPv4Address, parent: int) -> None:
+        assert self._socket is not None
+        ttls = bytes([NEVER] + [FORWARD] * (len(self._interfaces) - 1)).ljust(MAXVIFS, b"\xff")
+        request = struct.pack("=4s4sH32s2xIIIi", bytes(4), group.packed, parent, ttls, 0, 0, 0, 0)
+        self._socket.setsockopt(socket.IPPROTO_IP, command, request)
+
+    def close(self) -> None:
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
+        self._groups.clear()
 
 
 # -- leftovers ----------------------------------------------------------------------------
