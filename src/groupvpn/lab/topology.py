@@ -360,4 +360,6 @@ def teardown(lab: Lab) -> list[str]:
     if lab.state_dir.exists():
         shutil.rmtree(lab.state_dir)
         removed.append(f"removed {lab.state_dir}")
+    with contextlib.suppress(OSError):  # the last lab gone: no empty directory left either
+        lab.state_dir.parent.rmdir()
     return removed
