@@ -174,6 +174,16 @@ async def run(args: argparse.Namespace) -> int:
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+
+    def change_policies() -> None:
+        # SIGUSR1: the dynamic policies change to --then-policy (as after a rekey).
+        install(engine, policies(args.then_policy))
+        task = asyncio.ensure_future(
+            asyncio.to_thread(plumbing.set_destinations, engine.protected_destinations())
+        )
+        task.add_done_callback(lambda _: print("CHANGED", flush=True))
+
+    loop.add_signal_handler(signal.SIGUSR1, change_policies)
     print("READY", type(engine).__name__, flush=True)
     await stop.wait()
     shell.stop()
@@ -243,6 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--state-dir", required=True)
     p.add_argument("--engine", choices=["auto", "fake", "real"], default="auto")
     p.add_argument("--policy", action="append", default=[], help="SRC>DST")
+    p.add_argument("--then-policy", action="append", default=[], help="after SIGUSR1")
     p = words.add_parser("capture")
     p.add_argument("--iface", required=True)
     p.add_argument("--count", type=int, default=1)

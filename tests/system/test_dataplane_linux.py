@@ -46,6 +46,7 @@ from tests.system.spec_network import member_keys
 pytestmark = [pytest.mark.root, pytest.mark.timeout(120)]
 
 POLICIES = [f"{LAN_PREFIX}>{REMOTE_PREFIX}", f"{REMOTE_PREFIX}>{LAN_PREFIX}"]
+MULTICAST_POLICIES = [*POLICIES, f"{LAN_PREFIX}>{GROUP}/32", f"{REMOTE_PREFIX}>{GROUP}/32"]
 OUR_PRIORITIES = set(range(8480, 8490))
 OUR_TABLES = set(range(8480, 8490))
 
@@ -140,6 +141,37 @@ def test_a_crash_leaves_rules_that_the_next_start_removes(tmp_path: Path):
         _stop(process)
         assert _ours(lab) == {"rules": [], "routes": [], "links": []}
         assert _state_files(state_dir) == []
+
+
+def test_routes_and_group_joins_follow_the_dynamic_policies(tmp_path: Path):
+    with dataplane_lab() as lab:
+        then = [f"{LAN_PREFIX}>10.3.0.0/16"]
+        extra = [word for spec in then for word in ("--then-policy", spec)]
+        process, _ = _start(lab, tmp_path / "state", *extra, policies=MULTICAST_POLICIES)
+        before = {(r["table"], r["dst"]) for r in _ours(lab)["routes"]}
+        assert ("8480", f"{GROUP}") in before and ("8481", f"{GROUP}") in before
+        assert GROUP in _joined_groups(lab)
+        process.send_signal(signal.SIGUSR1)
+        assert process.stdout is not None
+        assert process.stdout.readline().startswith("CHANGED")
+        after = {(r["table"], r["dst"]) for r in _ours(lab)["routes"]}
+        assert after == {("8480", "10.3.0.0/16"), ("8481", "10.3.0.0/16"), ("8482", "default")}
+        assert GROUP not in _joined_groups(lab)
+        _stop(process)
+        assert _ours(lab) == {"rules": [], "routes": [], "links": []}
+
+
+def _joined_groups(lab: DataplaneLab) -> set[str]:
+    """The IPv4 groups joined on the member's WAN (/proc/net/igmp, hex little-endian)."""
+    text = lab.pair.run(lab.member, ["cat", "/proc/net/igmp"])
+    groups, current = set(), None
+    for line in text.splitlines()[1:]:
+        if not line.startswith("\t"):
+            current = line.split()[1].rstrip(":") if len(line.split()) > 1 else None
+        elif current == lab.wan:
+            raw = bytes.fromhex(line.split()[0])[::-1]
+            groups.add(socket.inet_ntoa(raw))
+    return groups
 
 
 def test_a_second_data_plane_in_the_same_namespace_is_refused(tmp_path: Path):
@@ -351,9 +383,6 @@ def test_a_member_without_network_privileges_says_so_and_stops(tmp_path: Path):
         assert "cannot start: data plane: the data plane needs root" in result.stderr
         assert "Traceback" not in result.stderr
         assert _ours(lab) == {"rules": [], "routes": [], "links": []}
-
-
-MULTICAST_POLICIES = [*POLICIES, f"{LAN_PREFIX}>{GROUP}/32", f"{REMOTE_PREFIX}>{GROUP}/32"]
 
 
 def test_multicast_from_the_host_leaves_as_one_esp_packet_to_the_group(tmp_path: Path):

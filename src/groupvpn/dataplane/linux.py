@@ -207,6 +207,8 @@ class LinuxPlumbing:
                 f"TUN name {tun_name!r} must start with {TUN_PREFIX!r} and have at most 15 "
                 f"characters"
             )
+        if mark & 1:
+            raise PlumbingError(f"fwmark {mark:#x} must be even (mark | 1 marks clear packets)")
         self.wan = wan
         self.tun_name = tun_name
         self.state_path = state_file(state_dir)
@@ -243,7 +245,7 @@ class LinuxPlumbing:
             except PlumbingError:
                 self._teardown_locked()
                 raise
-            except OSError as exc:
+            except Exception as exc:  # OSError, NetlinkError: undo what was done, say why
                 self._teardown_locked()
                 raise PlumbingError(f"data plane set-up failed: {_reason(exc)}") from exc
         log.info(
@@ -252,6 +254,12 @@ class LinuxPlumbing:
             self.tun_name, tun_mtu, self.wan.name, self.wan.address, self.wan.mtu, self.mark,
             PRIORITY_MARKED, PRIORITY_TO_TUN, TABLE_TUN, TABLE_WAN, TABLE_ESP_IN,
         )  # fmt: skip
+        with contextlib.suppress(OSError):
+            if Path("/proc/sys/net/ipv4/ip_forward").read_text().strip() == "0":
+                log.warning(
+                    "data plane: net.ipv4.ip_forward is 0, so this member does not forward: "
+                    "only its own traffic goes through the group SAs, not its hosts'"
+                )
 
     def teardown(self) -> None:
         """Remove everything this run added; never raises (what fails is logged)."""

@@ -38,6 +38,7 @@ from groupvpn.dataplane.linux import (
     DEFAULT_STATE_DIR,
     DEFAULT_TUN_NAME,
     LinuxPlumbing,
+    PlumbingError,
     check_privileges,
     find_wan_interface,
 )
@@ -340,6 +341,12 @@ class MemberDataPlane:
                 )  # fmt: skip
             plumbing = LinuxPlumbing(wan, tun_name=tun_name, state_dir=state_dir)
             await loop.run_in_executor(executor, plumbing.start, tun_mtu)
+        except PlumbingError:
+            executor.shutdown(wait=False)
+            raise
+        except Exception as exc:  # netlink answers (NetlinkError) while looking the WAN up
+            executor.shutdown(wait=False)
+            raise PlumbingError(f"data plane set-up failed: {exc}") from exc
         except BaseException:
             executor.shutdown(wait=False)
             raise
