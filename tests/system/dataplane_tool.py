@@ -121,7 +121,7 @@ def make_engine(kind: str, local: IPv4Address, mtu: int) -> tuple[Any, type]:
     return cls(local, mtu=mtu), module.ToWan
 
 
-def test_sa(policy: PolicySelectors, spi: bytes = TEST_SPI) -> GroupSa:
+def fixed_sa(policy: PolicySelectors, spi: bytes = TEST_SPI) -> GroupSa:
     """A fixed AES-128-CBC / HMAC-SHA1-96 key for ``policy`` (both sides build the same)."""
     from groupvpn.server.tek import ESP_CIPHERS, ESP_INTEGRITY
 
@@ -145,7 +145,7 @@ def policies(specs: Sequence[str]) -> list[PolicySelectors]:
 
 
 def install(engine: Any, selectors: list[PolicySelectors]) -> None:
-    keys = {sel: test_sa(sel, struct.pack("!I", 0xC0DE + n)) for n, sel in enumerate(selectors)}
+    keys = {sel: fixed_sa(sel, struct.pack("!I", 0xC0DE + n)) for n, sel in enumerate(selectors)}
     engine.install_keys("v1", 1, selectors, keys, keys.values(), lambda now: now)
 
 

@@ -40,7 +40,7 @@ from tests.system.dataplane_lab import (
     wait_ready,
     with_checksum,
 )
-from tests.system.dataplane_tool import install, make_engine, policies
+from tests.system.dataplane_tool import fixed_sa, install, make_engine, policies
 from tests.system.spec_network import member_keys
 
 pytestmark = [pytest.mark.root, pytest.mark.timeout(120)]
@@ -413,3 +413,35 @@ def test_esp_to_a_group_reaches_the_group_members_behind_the_member(tmp_path: Pa
         (line,) = [json.loads(x) for x in lines_of(receiver) if x.startswith("{")]
         assert line == {"data": b"from a remote group sender".hex(), "peer": REMOTE_HOST}
         _stop(process)
+
+
+# -- what the daemon feeds the engine (no namespace needed) ---------------------------------------
+
+
+def test_keys_are_fed_in_dynamic_policy_order_with_the_encrypting_key_of_each():
+    from groupvpn.dataplane.shell import vpn_keys
+    from groupvpn.member.group_clock import GroupClock
+    from groupvpn.member.keyring import GroupKeyring
+
+    first, second = policies(POLICIES)
+    sa1, sa2 = fixed_sa(first, b"\0\0\0\1"), fixed_sa(second, b"\0\0\0\2")
+    keyring = GroupKeyring()
+    keyring.install_pulled([sa1, sa2], time.monotonic(), 10)
+
+    class Source:
+        vpn, group_id = "v1", 1
+
+        def __init__(self) -> None:
+            self.keyring, self.clock = keyring, GroupClock()
+
+        def dynamic_policies(self) -> list[dict[str, Any]]:
+            # The scope policies put the second group policy first.
+            return [{"spi": "00000002", "sequence": 1, "installed": True},
+                    {"spi": "00000001", "sequence": 2, "installed": True},
+                    {"spi": "00000003", "sequence": None, "installed": False}]  # fmt: skip
+
+    keys = vpn_keys(Source())
+    assert keys.order == (second, first)
+    assert keys.encrypting == {first: sa1, second: sa2}
+    assert set(keys.decrypting) == {sa1, sa2}
+    assert keys.group_time(5.0) is None  # no group time before the server gives one
