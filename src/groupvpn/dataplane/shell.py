@@ -331,7 +331,9 @@ class MemberDataPlane:
         try:
             check_privileges()
             wan = await loop.run_in_executor(executor, find_wan_interface, wan_name, wan_address)
-            engine = DataPlane(wan.address, mtu=wan.mtu)
+            # The kernel decrements the TTL when it forwards into the TUN (and out of it on
+            # the receiving member): the member counts as one router hop, not two.
+            engine = DataPlane(wan.address, mtu=wan.mtu, decrement_ttl=False)
             tun_mtu = configured_mtu or wan.mtu - engine.overhead()
             if tun_mtu + engine.overhead() > wan.mtu:
                 log.warning(
