@@ -7,15 +7,17 @@ scan).  The member under test sends ``--count`` inner UDP packets of 64 and 1400
 octets (``outbound``: policy lookup, TTL, ESP) and receives as many ESP packets its
 peer sent (``inbound``: SPI lookup, ESP, the inner packet against the key's
 selectors), for aes-128-cbc/hmac-sha1-96 and aes-128-gcm.  A packet crossing the
-member costs one direction; a flow in both directions costs both.
+member costs one direction (``out`` or ``in``); ``both`` is a packet each way.
 
 The floor is the cryptography alone per packet, on kept objects
 (``benchmarks/dataplane_crypto.py``'s ``floor_seconds``): encrypt for outbound,
 decrypt for inbound.  Each round measures the engine and the floor back to back; the
 tables show medians over ``--rounds`` and the median per-round ratio engine / floor,
-so a noisy shared machine matters less.  Gbit/s counts the inner packets' octets.
-No sockets, no TUN: the syscalls a real member adds are measured in
-../shared/reference/python-performance.md §2.
+so a noisy shared machine matters less.  The ESP codec alone (``EspSa`` encapsulate
+and decapsulate, ``codec_seconds`` of the same module) is measured in each round too:
+engine - codec is what the engine itself costs (parsing, lookups, TTL, results).
+Gbit/s counts the inner packets' octets.  No sockets, no TUN: the syscalls a real
+member adds are measured in ../shared/reference/python-performance.md §2.
 
     .venv/bin/python -m benchmarks.dataplane [--count N] [--rounds R] [--policies P]
 """
@@ -28,7 +30,14 @@ import statistics
 import time
 from ipaddress import IPv4Address, IPv4Network
 
-from benchmarks.dataplane_crypto import GROUP_TIME, SIZES, SUITES, floor_seconds, inner_packet
+from benchmarks.dataplane_crypto import (
+    GROUP_TIME,
+    SIZES,
+    SUITES,
+    codec_seconds,
+    floor_seconds,
+    inner_packet,
+)
 from groupvpn.dataplane.engine import DataPlane, ToTun, ToWan
 from groupvpn.dataplane.suites import EspSuite, esp_suite
 from groupvpn.member.keyring import PolicySelectors
@@ -108,34 +117,35 @@ def main() -> None:
     parser.add_argument("--policies", type=int, default=2, help="dynamic policies to scan")
     args = parser.parse_args()
     print(
-        f"{'suite':<26} {'size':>5} {'dir':>4} {'µs/pkt':>7} {'floor µs':>9} {'ratio':>6} "
-        f"{'pkt/s':>10} {'Gbit/s':>7}"
+        f"{'suite':<26} {'size':>5} {'dir':>4} {'µs/pkt':>7} {'codec µs':>9} {'floor µs':>9} "
+        f"{'ratio':>6} {'pkt/s':>10} {'Gbit/s':>7}"
     )
     for cipher, integrity in SUITES:
         suite = esp_suite(cipher, integrity)
         for size in SIZES:
-            rows: list[tuple[float, float, float, float]] = []
+            # Per round: (engine, codec, floor) outbound, then the same inbound.
+            rows: list[tuple[float, float, float, float, float, float]] = []
             for _ in range(args.rounds):
                 out, back = engine_seconds(suite, size, args.count, args.policies)
+                codec_out, codec_back = codec_seconds(suite, size, args.count)
                 floor_out, floor_back = floor_seconds(suite, size, args.count)
-                rows.append((out, floor_out, back, floor_back))
-            for direction, column in (("out", 0), ("in", 2)):
-                seconds = statistics.median(r[column] for r in rows)
-                floor = statistics.median(r[column + 1] for r in rows)
-                ratio = statistics.median(r[column] / r[column + 1] for r in rows)
+                rows.append((out, codec_out, floor_out, back, codec_back, floor_back))
+            directions = (
+                ("out", lambda r: r[:3]),
+                ("in", lambda r: r[3:]),
+                ("both", lambda r: (r[0] + r[3], r[1] + r[4], r[2] + r[5])),
+            )
+            for direction, pick in directions:
+                picked = [pick(r) for r in rows]
+                seconds = statistics.median(p[0] for p in picked)
+                codec = statistics.median(p[1] for p in picked)
+                floor = statistics.median(p[2] for p in picked)
+                ratio = statistics.median(p[0] / p[2] for p in picked)
                 print(
                     f"{suite.name:<26} {size:>5} {direction:>4} {seconds * 1e6:>7.2f} "
-                    f"{floor * 1e6:>9.2f} {ratio:>6.2f} {1 / seconds:>10,.0f} "
-                    f"{size * 8 / seconds / 1e9:>7.3f}"
+                    f"{codec * 1e6:>9.2f} {floor * 1e6:>9.2f} {ratio:>6.2f} "
+                    f"{1 / seconds:>10,.0f} {size * 8 / seconds / 1e9:>7.3f}"
                 )
-            both = statistics.median(r[0] + r[2] for r in rows)
-            floor_both = statistics.median(r[1] + r[3] for r in rows)
-            ratio = statistics.median((r[0] + r[2]) / (r[1] + r[3]) for r in rows)
-            print(
-                f"{suite.name:<26} {size:>5} {'both':>4} {both * 1e6:>7.2f} "
-                f"{floor_both * 1e6:>9.2f} {ratio:>6.2f} {1 / both:>10,.0f} "
-                f"{size * 8 / both / 1e9:>7.3f}"
-            )
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ ESP codec; slow cases (fragments, ICMP, odd packets) are in separate methods.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
@@ -31,7 +32,7 @@ from groupvpn.dataplane.drops import DropCounters, Dropped, DropReason, Refusal,
 from groupvpn.dataplane.esp import IPPROTO_ESP, SPI_LENGTH, EspSa, esp_spi
 from groupvpn.dataplane.ipv4 import (
     DF,
-    HEADER,
+    FIELDS,
     IPPROTO_TCP,
     IPPROTO_UDP,
     IPV4_HEADER_LENGTH,
@@ -44,7 +45,7 @@ from groupvpn.dataplane.ipv4 import (
     ports,
     time_exceeded,
 )
-from groupvpn.dataplane.sadb import InboundKey, InstalledSa, SaDatabase, Sender
+from groupvpn.dataplane.sadb import InboundKey, InstalledSa, Match, SaDatabase, Sender
 from groupvpn.member.keyring import PolicySelectors
 from groupvpn.member.keys import GroupSa
 
@@ -54,8 +55,10 @@ __all__ = ["DataPlane", "DataPlaneCounters", "Output", "ToTun", "ToWan"]
 MIN_MTU = 68
 MAX_MTU = 0xFFFF
 
-_UNPACK_HEADER = HEADER.unpack_from
+_UNPACK_FIELDS = FIELDS.unpack_from
 _UNPACK_PORTS = PORTS.unpack_from
+#: TTL, protocol and checksum, written back into a copy of the header (octets 8-11).
+_PACK_TTL = struct.Struct("!BBH").pack_into
 #: The protocols whose ports selectors match (ipv4.ports).
 _PORTED = frozenset({IPPROTO_TCP, IPPROTO_UDP})
 
@@ -221,9 +224,7 @@ class DataPlane:
         length = len(packet)
         if length < IPV4_HEADER_LENGTH:
             return self._refuse(Refusal.BAD_INNER_HEADER)
-        first, _, total, _, field, ttl, protocol, checksum, source, destination = _UNPACK_HEADER(
-            packet
-        )
+        first, total, field, ttl, protocol, checksum, addresses = _UNPACK_FIELDS(packet)
         header_length = (first & 0x0F) << 2
         if (
             first >> 4 != 4
@@ -239,10 +240,9 @@ class DataPlane:
                 source_port = destination_port = -2
             else:
                 source_port, destination_port = _UNPACK_PORTS(packet, header_length)
-        for net, mask, dnet, dmask, proto, sport, dport, sender in self._policies:  # noqa: B007
+        for mask, net, proto, sport, dport, sender in self._policies:  # noqa: B007
             if (
-                (destination & dmask) == dnet
-                and (source & mask) == net
+                (addresses & mask) == net
                 and (not proto or proto == protocol)
                 and (not sport or sport == source_port or source_port == -2)
                 and (not dport or dport == destination_port or destination_port == -2)
@@ -261,11 +261,8 @@ class DataPlane:
         if self._decrement_ttl:
             # As ip_decrease_ttl() does (RFC 1141): TTL - 1 is checksum + 0x0100.
             checksum += 0x100
-            checksum = (checksum + (checksum >= 0xFFFF)) & 0xFFFF
             inner = bytearray(packet)  # the one copy the inner packet needs
-            inner[8] = ttl - 1
-            inner[10] = checksum >> 8
-            inner[11] = checksum & 0xFF
+            _PACK_TTL(inner, 8, ttl - 1, protocol, (checksum + (checksum >= 0xFFFF)) & 0xFFFF)
             # EspSa reads the inner packet by index and slice and joins it: a bytearray
             # serves as well as bytes, and converting it would copy it once more.
             esp = encapsulate(inner, group_time(now))  # type: ignore[arg-type]
@@ -352,11 +349,10 @@ class DataPlane:
         if isinstance(inner, Dropped):
             return []  # counted by the SA
         # The SA checked that ``inner`` is one whole IPv4 packet.
-        first, _, length, _, field, _, protocol, _, source, destination = _UNPACK_HEADER(inner)
-        net, mask, dnet, dmask, proto, sport, dport = selectors
+        first, length, field, _, protocol, _, addresses = _UNPACK_FIELDS(inner)
+        mask, net, proto, sport, dport = selectors
         if (
-            (source & mask) != net
-            or (destination & dmask) != dnet
+            (addresses & mask) != net
             or (proto and proto != protocol)
             or ((sport or dport) and not _ports_match(inner, first, protocol, field, sport, dport))
         ):
@@ -426,12 +422,11 @@ def _ports_match(
     return (not sport or sport == source_port) and (not dport or dport == destination_port)
 
 
-def _inner_matches(inner: bytes, selectors: tuple[int, int, int, int, int, int, int]) -> bool:
-    first, _, _, _, field, _, protocol, _, source, destination = _UNPACK_HEADER(inner)
-    net, mask, dnet, dmask, proto, sport, dport = selectors
+def _inner_matches(inner: bytes, selectors: Match) -> bool:
+    first, _, field, _, protocol, _, addresses = _UNPACK_FIELDS(inner)
+    mask, net, proto, sport, dport = selectors
     return (
-        (source & mask) == net
-        and (destination & dmask) == dnet
+        (addresses & mask) == net
         and (not proto or proto == protocol)
         and (not (sport or dport) or _ports_match(inner, first, protocol, field, sport, dport))
     )

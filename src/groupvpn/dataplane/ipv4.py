@@ -43,6 +43,9 @@ ICMP_ERROR_TTL = 64
 #: The fixed header: version/IHL, TOS, total length, identification, flags/fragment
 #: offset, TTL, protocol, checksum, source, destination (as integers).
 HEADER = struct.Struct("!BBHHHBBHII")
+#: What the data plane reads of every packet: version/IHL, total length, flags/fragment
+#: offset, TTL, protocol, checksum, and source and destination as one 64-bit integer.
+FIELDS = struct.Struct("!BxH2xHBBHQ")
 #: Source and destination port of TCP and UDP.
 PORTS = struct.Struct("!HH")
 

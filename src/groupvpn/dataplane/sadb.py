@@ -35,13 +35,15 @@ from groupvpn.member.keyring import PolicySelectors
 from groupvpn.member.keys import GroupSa
 
 GroupTime = Callable[[float], float | None]
-#: (source net, source mask, destination net, destination mask, protocol, source
-#: port, destination port), addresses as integers; 0 is "any" for protocol and ports.
-Match = tuple[int, int, int, int, int, int, int]
+#: (address mask, address net, protocol, source port, destination port).  The
+#: addresses are one 64-bit integer, source then destination, as the header holds
+#: them (octets 12-19): a packet matches when ``addresses & mask == net``.  0 is "any"
+#: for protocol and ports.
+Match = tuple[int, int, int, int, int]
 #: A policy's encrypting key: (EspSa.encapsulate, the VPN's group clock, the largest
 #: inner packet that fits the path MTU once encapsulated).
 Sender = tuple[Callable[[bytes, float | None], bytes | Refused], GroupTime, int]
-PolicyRow = tuple[int, int, int, int, int, int, int, Sender | None]
+PolicyRow = tuple[int, int, int, int, int, Sender | None]
 #: A decrypting key: (EspSa.decapsulate, the VPN's group clock, the SA's own selectors).
 InboundKey = tuple[Callable[[bytes, float | None], bytes | Dropped], GroupTime, Match]
 
@@ -80,11 +82,9 @@ def match_of(
     source: IPv4Network, destination: IPv4Network, source_port: int, destination_port: int,
     protocol: int,
 ) -> Match:  # fmt: skip
-    return (
-        int(source.network_address), int(source.netmask),
-        int(destination.network_address), int(destination.netmask),
-        protocol, source_port, destination_port,
-    )  # fmt: skip
+    mask = int(source.netmask) << 32 | int(destination.netmask)
+    net = int(source.network_address) << 32 | int(destination.network_address)
+    return mask, net, protocol, source_port, destination_port
 
 
 def policy_match(selectors: PolicySelectors) -> Match:
@@ -251,7 +251,7 @@ class SaDatabase:
         self._live = live
         self.outbound = tuple(outbound)
         self.inbound = {spi: tuple(keys) for spi, keys in inbound.items()}
-        self.needs_ports = any(row[5] or row[6] for row in outbound)
+        self.needs_ports = any(row[3] or row[4] for row in outbound)
         self._installed = installed
 
     # -- questions ---------------------------------------------------------------------
