@@ -12,6 +12,7 @@ import click
 
 from groupvpn.config import ConfigError, load_config_file
 from groupvpn.config.model import Config, IkeGateway, MemberConfig, ServerConfig
+from groupvpn.dataplane.linux import DEFAULT_TUN_NAME
 from groupvpn.member.install import ScopePolicyFilter
 from groupvpn.runtime import loop as event_loop
 from groupvpn.runtime.base import DEFAULT_PORT, DaemonOptions, StartupError
@@ -20,7 +21,7 @@ from groupvpn.runtime.binding import (
     group_vpns,
     security_policies,
 )
-from groupvpn.runtime.member_daemon import run_member
+from groupvpn.runtime.member_daemon import DataPlaneSettings, run_member
 from groupvpn.runtime.server_daemon import run_server
 from groupvpn.runtime.server_setup import SetupError, load_server_setup
 from groupvpn.runtime.state import DEFAULT_SERVER_STATE_DIR
@@ -120,12 +121,24 @@ def server(config_path: str, verbose: bool, state_dir: Path, **options: Any) -> 
 
 @click.command()
 @_with_common_options
-@click.option("--dataplane", type=click.Choice(["none"]), default="none", show_default=True,
-              help="none: keys and dynamic policies only, no packet forwarding.")  # fmt: skip
-def member(config_path: str, verbose: bool, dataplane: str, **options: Any) -> None:
+@click.option("--dataplane", type=click.Choice(["none", "linux"]), default="none",
+              show_default=True,
+              help="linux: forward traffic of the dynamic policies as ESP through a TUN "
+                   "device and policy routes on group-vpn-external-interface (needs root); "
+                   "none: keys and dynamic policies only, no packet forwarding.")  # fmt: skip
+@click.option(
+    "--tun",
+    "tun_name",
+    default=DEFAULT_TUN_NAME,
+    show_default=True,
+    help="With --dataplane linux: the TUN device's name (must start with gvpn).",
+)
+def member(config_path: str, verbose: bool, dataplane: str, tun_name: str, **options: Any) -> None:
     """Run a group member: register each group VPN with its key server."""
     _setup_logging("member", verbose)
     config = _load(config_path)
     gateways = _gateways("member", config.member)
     scope = ScopePolicyFilter(security_policies(config))
-    _run(run_member(gateways, group_vpns(config), _options(**options), scope, config=config))
+    settings = DataPlaneSettings(tun_name=tun_name) if dataplane == "linux" else None
+    _run(run_member(gateways, group_vpns(config), _options(**options), scope, config=config,
+                    dataplane=settings))  # fmt: skip
