@@ -31,6 +31,7 @@ class DropReason(enum.StrEnum):
     NO_GROUP_CLOCK = "no-group-clock"  # anti-replay on, and we do not know the group time
     OUTSIDE_ANTI_REPLAY_WINDOW = "outside-anti-replay-window"
     POLICY_MISMATCH = "policy-mismatch"  # the inner packet is outside the SA's own selectors
+    REPLAYED = "replayed"  # an exact copy of a packet accepted before (replay.py)
 
 
 class Refusal(enum.StrEnum):

@@ -45,6 +45,7 @@ from groupvpn.dataplane.ipv4 import (
     ports,
     time_exceeded,
 )
+from groupvpn.dataplane.replay import RecentPackets
 from groupvpn.dataplane.sadb import InboundKey, InstalledSa, Match, SaDatabase, Sender
 from groupvpn.member.keyring import PolicySelectors
 from groupvpn.member.keys import GroupSa
@@ -158,6 +159,7 @@ class DataPlane:
         self.local_address = local_address
         self.mtu = mtu
         self.counters = counters if counters is not None else DataPlaneCounters()
+        self._recent = RecentPackets()
         self._decrement_ttl = decrement_ttl
         self._icmp_source = local_address.packed
         self._sadb = SaDatabase(local_address, mtu, self.counters.drops)
@@ -359,6 +361,9 @@ class DataPlane:
             self.counters.drops.drop(DropReason.POLICY_MISMATCH)
             return []
         counters = self.counters
+        if self._recent.replayed(packet):
+            counters.drops.drop(DropReason.REPLAYED)
+            return []
         counters.packets_in += 1
         counters.bytes_in += length
         return [ToTun(inner)]
@@ -403,6 +408,9 @@ class DataPlane:
             decrypted = True
             if _inner_matches(inner, selectors):
                 drops.dropped.update(before)
+                if self._recent.replayed(packet):
+                    drops.drop(DropReason.REPLAYED)
+                    return []
                 self.counters.packets_in += 1
                 self.counters.bytes_in += len(inner)
                 return [ToTun(inner)]
