@@ -133,12 +133,25 @@ def server(config_path: str, verbose: bool, state_dir: Path, **options: Any) -> 
     show_default=True,
     help="With --dataplane linux: the TUN device's name (must start with gvpn).",
 )
-def member(config_path: str, verbose: bool, dataplane: str, tun_name: str, **options: Any) -> None:
+@click.option(
+    "--group-clock-skew",
+    type=float,
+    default=0.0,
+    hidden=True,
+    help="Fault injection for tests: seconds added to this member's group clock.",
+)
+def member(
+    config_path: str, verbose: bool, dataplane: str, tun_name: str, group_clock_skew: float,
+    **options: Any,
+) -> None:  # fmt: skip
     """Run a group member: register each group VPN with its key server."""
     _setup_logging("member", verbose)
     config = _load(config_path)
     gateways = _gateways("member", config.member)
     scope = ScopePolicyFilter(security_policies(config))
-    settings = DataPlaneSettings(tun_name=tun_name) if dataplane == "linux" else None
+    settings = (
+        DataPlaneSettings(tun_name=tun_name, group_clock_skew=group_clock_skew)
+        if dataplane == "linux" else None
+    )  # fmt: skip
     _run(run_member(gateways, group_vpns(config), _options(**options), scope, config=config,
                     dataplane=settings))  # fmt: skip

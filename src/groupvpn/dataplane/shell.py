@@ -284,6 +284,20 @@ def vpn_keys(source: KeySource) -> VpnKeys:
     )
 
 
+def skewed(
+    group_time: Callable[[float], float | None], skew: float
+) -> Callable[[float], float | None]:
+    """``group_time`` with ``skew`` seconds added (``--group-clock-skew``, for tests)."""
+    if not skew:
+        return group_time
+
+    def shifted(now: float) -> float | None:
+        time = group_time(now)
+        return None if time is None else time + skew
+
+    return shifted
+
+
 class MemberDataPlane:
     """Engine, Linux plumbing and shell of one member daemon.
 
@@ -300,8 +314,11 @@ class MemberDataPlane:
         shell: DataPlaneShell,
         sources: Callable[[], Iterable[KeySource]],
         executor: ThreadPoolExecutor,
+        group_clock_skew: float = 0.0,
     ) -> None:
         self.engine = engine
+        #: Fault injection (``--group-clock-skew``): seconds added to every group clock.
+        self.group_clock_skew = group_clock_skew
         self.plumbing = plumbing
         self.shell = shell
         self._sources = sources
@@ -322,6 +339,7 @@ class MemberDataPlane:
         configured_mtu: int | None = None,
         tun_name: str = DEFAULT_TUN_NAME,
         state_dir: Path = DEFAULT_STATE_DIR,
+        group_clock_skew: float = 0.0,
     ) -> MemberDataPlane:
         """Set up the data plane on the external interface; PlumbingError if it cannot."""
         from groupvpn.dataplane.engine import DataPlane, ToWan  # only when one is wanted
@@ -359,7 +377,7 @@ class MemberDataPlane:
             wan_socket=plumbing.send_socket, clear_socket=plumbing.clear_socket, to_wan=ToWan,
         )  # fmt: skip
         shell.start()
-        member = cls(engine, plumbing, shell, sources, executor)
+        member = cls(engine, plumbing, shell, sources, executor, group_clock_skew)
         member.keys_changed()
         return member
 
@@ -377,7 +395,7 @@ class MemberDataPlane:
                 keys = vpn_keys(source)
                 self.engine.install_keys(
                     keys.vpn, keys.group_id, keys.order, keys.encrypting, keys.decrypting,
-                    keys.group_time,
+                    skewed(keys.group_time, self.group_clock_skew),
                 )  # fmt: skip
                 seen.add(keys.vpn)
             for vpn in self._installed - seen:

@@ -56,6 +56,9 @@ class DataPlaneSettings:
     tun_name: str = DEFAULT_TUN_NAME
     #: Run-time state (the record of what the data plane added), one file per netns.
     state_dir: Path = DEFAULT_STATE_DIR
+    #: Fault injection for tests: seconds added to this member's group clock, so its
+    #: packets fall outside the others' anti-replay window (and theirs outside its).
+    group_clock_skew: float = 0.0
 
 
 async def run_member(
@@ -224,6 +227,7 @@ async def open_data_plane(
             lambda: [keys for core in cores for keys in core.group_keys() if keys.vpn in fed],
             configured_mtu=physical.mtu if physical is not None else None,
             tun_name=settings.tun_name, state_dir=settings.state_dir,
+            group_clock_skew=settings.group_clock_skew,
         )  # fmt: skip
     except PlumbingError as exc:
         raise StartupError(f"data plane: {exc}") from exc
