@@ -400,6 +400,11 @@ class LinuxPlumbing:
         # No IPv6 on the TUN: no link-local address, no router solicitations in it.
         with contextlib.suppress(OSError):
             Path(f"/proc/sys/net/ipv6/conf/{self.tun_name}/disable_ipv6").write_text("1")
+        # The engine's ICMP errors to a local sender ("fragmentation needed") come from
+        # the member's own WAN address: the kernel drops packets with a local source
+        # arriving on an interface unless accept_local is set on it.
+        with contextlib.suppress(OSError):
+            Path(f"/proc/sys/net/ipv4/conf/{self.tun_name}/accept_local").write_text("1")
         iproute = _iproute()
         with iproute() as ipr:
             self.tun_index = int(ipr.link_lookup(ifname=self.tun_name)[0])
