@@ -14,28 +14,38 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import click
 
-from groupvpn.lab.configs import all_configs, member_address
-from groupvpn.lab.topology import LINKS, Lab, LabError, in_ns, pid_alive
+from groupvpn.lab.configs import all_configs
+from groupvpn.lab.layout import SPEC_LAB, LabTopology
+from groupvpn.lab.topology import Lab, LabError, in_ns, pid_alive, terminate
 from groupvpn.runtime.control import ControlError, call
 
-MEMBERS = ("member1", "member2")
-#: Where each process runs.
-PLACES = {"mrouter": "core", "server": "server", "member1": "member1", "member2": "member2"}
+
+def places(topology: LabTopology) -> dict[str, str]:
+    """Each process of a lab with ``topology``, and the node it runs in."""
+    return {"mrouter": "core", "server": "server", **{m: m for m in topology.members}}
 
 
-def core_interfaces() -> list[str]:
-    return [end[1] for link in LINKS for end in (link.a, link.b) if end[0] == "core"]
+#: The spec lab's members and processes (``groupvpn lab``'s).
+MEMBERS = SPEC_LAB.members
+PLACES = places(SPEC_LAB)
 
 
-def argv(lab: Lab, name: str) -> list[str]:
+def core_interfaces(topology: LabTopology = SPEC_LAB) -> list[str]:
+    return [name for name, _ in topology.interfaces("core")]
+
+
+def argv(lab: Lab, name: str, extra: Sequence[str] = ()) -> list[str]:
+    """The command line of process ``name``; a member's gets its site's
+    ``member_options``, then ``extra``."""
     python = [sys.executable, "-m"]
     if name == "mrouter":
-        return [*python, "groupvpn.lab.mrouter", "--lab", str(lab.state_dir), *core_interfaces()]
+        return [*python, "groupvpn.lab.mrouter", "--lab", str(lab.state_dir),
+                *core_interfaces(lab.topology)]  # fmt: skip
     role = "server" if name == "server" else "member"
     command = [*python, "groupvpn", role, "-c", str(lab.config(name)),
                "--control", str(lab.control(name))]  # fmt: skip
@@ -43,6 +53,7 @@ def argv(lab: Lab, name: str) -> list[str]:
         command += ["--state-dir", str(lab.state_dir / "server-state")]
     else:
         command += ["--dataplane", member_dataplane()]
+        command += [*lab.topology.site(name).member_options, *extra]
     return command
 
 
@@ -62,16 +73,18 @@ def member_dataplane() -> str:
 
 def write_configs(lab: Lab) -> None:
     lab.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    for name, text in all_configs().items():
+    for name, text in all_configs(lab.topology).items():
         lab.config(name).write_text(text)
 
 
-def start(lab: Lab, name: str) -> int:
-    """Start process ``name`` in its namespace; its pid (``ip netns exec`` execs it)."""
+def start(lab: Lab, name: str, extra: Sequence[str] = ()) -> int:
+    """Start process ``name`` in its namespace; its pid (``ip netns exec`` execs it).
+
+    ``extra``: more options for a member (see :func:`argv`)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with open(lab.log(name), "ab") as log:
         process = subprocess.Popen(
-            in_ns(lab.ns(PLACES[name]), argv(lab, name)),
+            in_ns(lab.ns(places(lab.topology)[name]), argv(lab, name, extra)),
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             env=env, start_new_session=True,
         )  # fmt: skip
@@ -130,11 +143,11 @@ def control(lab: Lab, name: str, command: str) -> Any:
 
 
 def registered_members(lab: Lab) -> dict[str, Any]:
-    """The key server's registered members, by lab name (member1, member2)."""
+    """The key server's registered members, by lab name (member1, member2, ...)."""
     view = control(lab, "server", "server-registered-members")
     if not isinstance(view, dict):
         return {}
-    by_address = {member_address(m): m for m in MEMBERS}
+    by_address = {site.member_address: site.member for site in lab.topology.sites}
     found = {}
     for group in view.get("groups", []):
         for member in group.get("members", []):
@@ -167,19 +180,37 @@ def _registered(lab: Lab, member: str) -> Callable[[], bool]:
 
 
 def start_all(lab: Lab, say: Callable[[str], None], timeout: float = 40.0) -> None:
-    """The core's multicast router, the key server, then both members; until registered."""
+    """The core's multicast router, the key server, then every member; until registered."""
+    members = lab.topology.members
     write_configs(lab)
     start(lab, "mrouter")
     wait_until(lab, "mrouter", log_has(lab, "mrouter", "multicast router running"),
                "routing multicast", 10)  # fmt: skip
     start(lab, "server")
     wait_until(lab, "server", log_has(lab, "server", "key server running"), "running", timeout)
-    for member in MEMBERS:
+    for member in members:
         start(lab, member)
     say("  waiting for the members to register ...")
     started = time.monotonic()
-    for member in MEMBERS:
+    for member in members:
         wait_until(lab, member, _registered(lab, member), "registered", timeout)
         say(f"  {member} registered ({time.monotonic() - started:.1f} s)")
-    wait_until(lab, "server", lambda: len(registered_members(lab)) == len(MEMBERS),
-               "listing both members", timeout)  # fmt: skip
+    listing = "listing both members" if len(members) == 2 else "listing every member"
+    wait_until(lab, "server", lambda: set(registered_members(lab)) == set(members),
+               listing, timeout)  # fmt: skip
+
+
+def stop(lab: Lab, name: str) -> None:
+    """Stop process ``name`` (SIGTERM, by its recorded pid) and wait until it is gone."""
+    pid = lab.recorded_pids().get(name)
+    if pid is not None and terminate([pid]):
+        raise LabError(f"{name} (pid {pid}) did not stop")
+
+
+def restart_member(lab: Lab, member: str, extra: Sequence[str] = (),
+                   timeout: float = 40.0) -> int:  # fmt: skip
+    """Stop ``member`` and start it again with ``extra`` options; once registered, its pid."""
+    stop(lab, member)
+    pid = start(lab, member, extra)
+    wait_until(lab, member, _registered(lab, member), "registered", timeout)
+    return pid

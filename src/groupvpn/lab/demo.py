@@ -7,6 +7,10 @@ that keeps the hosts' own addresses, clear packets between the hosts, anything
 else), what arrived at each host, and which of the demo's checks held.  Nothing is
 assumed: a member without a data plane forwards the hosts' packets in clear (it is
 an ordinary router), and the result says so.
+
+That is the spec lab; in a lab of more sites every host pings every other one, the
+first host sends to the lab's multicast group and every other host receives it
+(``multicast.received`` is the first receiver's count, ``multicast.others`` the rest).
 """
 
 from __future__ import annotations
@@ -18,24 +22,14 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import permutations
 from typing import Any
 
 from groupvpn.lab.daemons import control, member_dataplane
-from groupvpn.lab.topology import (
-    HOST1,
-    HOST2,
-    MULTICAST_GROUP,
-    Lab,
-    LabError,
-    in_ns,
-    ip,
-    run,
-    tun_devices,
-)
+from groupvpn.lab.layout import SPEC_LAB, LabTopology, Site
+from groupvpn.lab.topology import Lab, LabError, in_ns, ip, run, tun_devices
 
 MULTICAST_PORT = 5001
-HOSTS = {"host1": HOST1, "host2": HOST2}
-MEMBERS_OF = {"member1": (HOST1, HOST2), "member2": (HOST2, HOST1)}
 
 
 def probe_argv(*args: str) -> list[str]:
@@ -83,9 +77,16 @@ def probe(lab: Lab, node: str, *args: str) -> Any:
     return json.loads(out.strip().splitlines()[-1])
 
 
+def _next_site(topology: LabTopology, member: str) -> Site:
+    """The site after ``member``'s (the first after the last): "the other host"'s."""
+    sites = topology.sites
+    return sites[(sites.index(topology.site(member)) + 1) % len(sites)]
+
+
 def route_device(lab: Lab, member: str) -> str | None:
     """The device ``member`` forwards its host's packets to the other host through."""
-    source, destination = MEMBERS_OF[member]
+    source = lab.topology.site(member).host_address
+    destination = _next_site(lab.topology, member).host_address
     out = ip("-n", lab.ns(member), "-j", "route", "get", destination, "from", source,
              "iif", "lan0", check=False)  # fmt: skip
     try:
@@ -102,7 +103,7 @@ def dataplane(lab: Lab, timeout: float = 3.0) -> dict[str, Any]:
     while True:
         view = {
             member: {"tun": tun_devices(lab, member), "route": route_device(lab, member)}
-            for member in MEMBERS_OF
+            for member in lab.topology.members
         }
         ready = all(v["tun"] and v["route"] in v["tun"] for v in view.values())
         if ready or time.monotonic() > deadline:
@@ -112,6 +113,8 @@ def dataplane(lab: Lab, timeout: float = 3.0) -> dict[str, Any]:
 
 def run_traffic(lab: Lab, count: int = 5, say: Callable[[str], None] = print) -> dict[str, Any]:
     """Send the demo's traffic; the raw observations (see ``evaluate``)."""
+    topology = lab.topology
+    sender, group, port = topology.multicast_sender, topology.multicast_group, str(MULTICAST_PORT)
     result: dict[str, Any] = {
         "count": count,
         "member-dataplane": member_dataplane(),
@@ -120,55 +123,74 @@ def run_traffic(lab: Lab, count: int = 5, say: Callable[[str], None] = print) ->
     background: list[Background] = []
     try:
         captures = {
-            node: Background.start(lab, node, "capture") for node in ("core", "host1", "host2")
+            node: Background.start(lab, node, "capture") for node in ("core", *topology.hosts)
         }
         background += captures.values()
-        receiver = Background.start(lab, "host2", "mcast-recv", HOST2, MULTICAST_GROUP,
-                                    str(MULTICAST_PORT))  # fmt: skip
-        background.append(receiver)
-        say(f"  ping {HOST1} -> {HOST2} (host1 -> host2), {count} echoes")
-        result["ping"] = {
-            "host1->host2": probe(lab, "host1", "ping", HOST1, HOST2, "--count", str(count)),
-        }
-        say(f"  ping {HOST2} -> {HOST1} (host2 -> host1), {count} echoes")
-        result["ping"]["host2->host1"] = probe(
-            lab, "host2", "ping", HOST2, HOST1, "--count", str(count)
-        )
-        say(f"  UDP {HOST1} -> {MULTICAST_GROUP}:{MULTICAST_PORT} (host1 -> the group), "
+        receivers = {
+            site.host: Background.start(lab, site.host, "mcast-recv", site.host_address, group,
+                                        port)
+            for site in topology.sites if site is not sender
+        }  # fmt: skip
+        background += receivers.values()
+        result["ping"] = {}
+        for a, b in permutations(topology.sites, 2):
+            say(f"  ping {a.host_address} -> {b.host_address} ({a.host} -> {b.host}), "
+                f"{count} echoes")  # fmt: skip
+            result["ping"][f"{a.host}->{b.host}"] = probe(
+                lab, a.host, "ping", a.host_address, b.host_address, "--count", str(count)
+            )
+        say(f"  UDP {sender.host_address} -> {group}:{port} ({sender.host} -> the group), "
             f"{count} datagrams")  # fmt: skip
-        sent = probe(lab, "host1", "mcast-send", HOST1, MULTICAST_GROUP, str(MULTICAST_PORT),
+        sent = probe(lab, sender.host, "mcast-send", sender.host_address, group, port,
                      "--count", str(count))  # fmt: skip
         time.sleep(0.5)  # the last datagram's way through both members
-        background.remove(receiver)
-        result["multicast"] = {"sent": sent, "received": receiver.stop()}
+        received = {}
+        for host, receiver in receivers.items():
+            background.remove(receiver)
+            received[host] = receiver.stop()
+        first, *others = received
+        result["multicast"] = {"sent": sent, "received": received[first]}
+        if others:
+            result["multicast"]["others"] = {host: received[host] for host in others}
         result["captures"] = {}
         for node, capture in captures.items():
             background.remove(capture)
             result["captures"][node] = capture.stop()["flows"]
         result["member-statistics"] = {
-            member: control(lab, member, "member-dataplane-statistics") for member in MEMBERS_OF
+            member: control(lab, member, "member-dataplane-statistics")
+            for member in topology.members
         }
     finally:
         for process in background:
             process.process.kill()
             process.process.communicate()
-    return evaluate(result)
+    return evaluate(result, topology)
 
 
-def _between_hosts(flow: dict[str, Any]) -> bool:
-    return flow["source"] in HOSTS.values() and (
-        flow["destination"] in HOSTS.values() or flow["destination"] == MULTICAST_GROUP
+def _between_hosts(flow: dict[str, Any], topology: LabTopology) -> bool:
+    hosts = topology.host_addresses.values()
+    return flow["source"] in hosts and (
+        flow["destination"] in hosts or flow["destination"] == topology.multicast_group
     )
 
 
-def evaluate(result: dict[str, Any]) -> dict[str, Any]:
+def multicast_received(result: dict[str, Any], topology: LabTopology = SPEC_LAB) -> dict[str, Any]:
+    """Receiving host -> its receiver's result (``received``: datagrams that arrived)."""
+    multicast = result["multicast"]
+    first, *others = (s.host for s in topology.sites if s is not topology.multicast_sender)
+    return {first: multicast["received"],
+            **{host: multicast.get("others", {})[host] for host in others}}  # fmt: skip
+
+
+def evaluate(result: dict[str, Any], topology: LabTopology = SPEC_LAB) -> dict[str, Any]:
     """Add the core's summary and the demo's checks to the observations."""
     count = result["count"]
+    sender, group = topology.multicast_sender, topology.multicast_group
     esp: dict[str, int] = {}
     clear: dict[str, int] = {}
     for flow in result["captures"]["core"]:
         key = f"{flow['source']} > {flow['destination']}"
-        if not _between_hosts(flow):
+        if not _between_hosts(flow, topology):
             continue
         table = esp if flow["protocol"] == "esp" else clear
         table[key] = table.get(key, 0) + flow["packets"]
@@ -176,9 +198,8 @@ def evaluate(result: dict[str, Any]) -> dict[str, Any]:
     pings = result["ping"]
     multicast = result["multicast"]
     checks = []
-    for source, destination, need in (
-        (HOST1, HOST2, count), (HOST2, HOST1, count), (HOST1, MULTICAST_GROUP, 1)
-    ):  # fmt: skip
+    flows = [(a.host_address, b.host_address, count) for a, b in permutations(topology.sites, 2)]
+    for source, destination, need in (*flows, (sender.host_address, group, 1)):
         seen = esp.get(f"{source} > {destination}", 0)
         checks.append({
             "check": f"core saw ESP {source} > {destination} (the hosts' own addresses)",
@@ -197,12 +218,12 @@ def evaluate(result: dict[str, Any]) -> dict[str, Any]:
             "ok": view["received"] == view["sent"] and view["sent"] > 0,
             "detail": f"{view['received']}/{view['sent']} answered",
         })  # fmt: skip
-    received = multicast["received"]["received"]
-    checks.append({
-        "check": f"multicast host1 -> {MULTICAST_GROUP} delivered to host2",
-        "ok": received == multicast["sent"]["sent"],
-        "detail": f"{received}/{multicast['sent']['sent']} received",
-    })  # fmt: skip
+    for host, view in multicast_received(result, topology).items():
+        checks.append({
+            "check": f"multicast {sender.host} -> {group} delivered to {host}",
+            "ok": view["received"] == multicast["sent"]["sent"],
+            "detail": f"{view['received']}/{multicast['sent']['sent']} received",
+        })  # fmt: skip
     result["checks"] = checks
     result["ok"] = all(check["ok"] for check in checks)
     return result
@@ -234,7 +255,7 @@ def _counters(view: Any, path: str = "") -> list[tuple[str, Any]]:
     return []
 
 
-def report(result: dict[str, Any]) -> str:
+def report(result: dict[str, Any], topology: LabTopology = SPEC_LAB) -> str:
     lines = ["", f"== data plane (the members run with --dataplane {result['member-dataplane']})"]
     for member, view in result["dataplane"].items():
         tun = ", ".join(view["tun"]) or "none"
@@ -254,11 +275,12 @@ def report(result: dict[str, Any]) -> str:
             f"{view['received']} answered"
             + (f", errors {view['errors']}" if view.get("errors") else "")
         )
-    sent, received = result["multicast"]["sent"], result["multicast"]["received"]
+    sent = result["multicast"]["sent"]
     lines.append(
         f"  UDP {sent['source']} -> {sent['group']}:{sent['port']}: {sent['sent']} sent, "
-        f"{received['received']} received on host2"
-    )
+        + ", ".join(f"{view['received']} received on {host}"
+                    for host, view in multicast_received(result, topology).items())
+    )  # fmt: skip
     lines += ["", "== what the core saw (packets arriving on its links)"]
     lines += _flow_lines(result["captures"]["core"])
     esp, clear = result["core"]["esp"], result["core"]["clear"]
@@ -270,8 +292,8 @@ def report(result: dict[str, Any]) -> str:
         f"  clear packets between the hosts: {sum(clear.values())} "
         f"({', '.join(f'{k}: {n}' for k, n in sorted(clear.items())) or 'none'})"
     )
-    for host in ("host1", "host2"):
-        lines += ["", f"== what arrived at {host} ({HOSTS[host]})"]
+    for host, address in topology.host_addresses.items():
+        lines += ["", f"== what arrived at {host} ({address})"]
         lines += _flow_lines(result["captures"][host])
     statistics = result.get("member-statistics") or {}
     if any(statistics.values()):

@@ -1,6 +1,7 @@
-"""The lab's network: six namespaces, five veth links, addresses and routes.
+"""The lab's network: its namespaces, veth links, addresses and routes, built and removed.
 
-::
+What to build is a :class:`~groupvpn.lab.layout.LabTopology`; the spec's example
+(``SPEC_LAB``, what ``groupvpn lab`` builds) is six namespaces and five links::
 
     host1 ---- member1 ----+                +---- member2 ---- host2
                            |                |
@@ -9,9 +10,9 @@
                                 server
 
 Every name the lab creates starts with its prefix (``gvlab`` unless told
-otherwise): the namespaces are ``<prefix>-server``, ``<prefix>-core``,
-``<prefix>-member1``, ``<prefix>-member2``, ``<prefix>-host1`` and
-``<prefix>-host2``.  Each veth pair is created directly inside its two
+otherwise): the namespaces are ``<prefix>-<node>``: ``<prefix>-server``,
+``<prefix>-core``, then a member and a host namespace per site (``<prefix>-member1``,
+``<prefix>-host1``, ...).  Each veth pair is created directly inside its two
 namespaces, so nothing at all appears in the namespace the command runs in, and
 every address is inside the lab: removing the namespaces removes everything.
 
@@ -36,76 +37,32 @@ import subprocess
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from ipaddress import IPv4Interface
 from pathlib import Path
+
+from groupvpn.lab.layout import SPEC_LAB, LabTopology
 
 DEFAULT_PREFIX = "gvlab"
 STATE_ROOT = Path("/run/groupvpn-lab")
 PREFIX_PATTERN = re.compile(r"[a-z][a-z0-9]{0,15}")
 
-#: The lab's nodes, in the order they are built.
-NODES = ("server", "core", "member1", "member2", "host1", "host2")
-ROUTERS = ("core", "member1", "member2")
-
-SERVER_ADDRESS = "20.0.0.1"
-HOST1 = "10.1.1.1"
-HOST2 = "10.2.1.1"
-MULTICAST_GROUP = "239.1.1.1"
-PROTECTED = {"member1": "10.1.0.0/16", "member2": "10.2.0.0/16"}
-
-
-@dataclass(frozen=True)
-class Link:
-    """A veth pair: ``a`` and ``b`` are (node, interface, address/prefix)."""
-
-    a: tuple[str, str, str]
-    b: tuple[str, str, str]
-
-
-LINKS = (
-    Link(("member1", "wan0", "198.51.100.1/24"), ("core", "to-member1", "198.51.100.254/24")),
-    Link(("member2", "wan0", "203.0.113.1/24"), ("core", "to-member2", "203.0.113.254/24")),
-    Link(("server", "wan0", "192.0.2.1/24"), ("core", "to-server", "192.0.2.254/24")),
-    Link(("host1", "eth0", f"{HOST1}/16"), ("member1", "lan0", "10.1.0.1/16")),
-    Link(("host2", "eth0", f"{HOST2}/16"), ("member2", "lan0", "10.2.0.1/16")),
-)
-
-#: Routes per node: (destination, gateway).
-ROUTES: dict[str, tuple[tuple[str, str], ...]] = {
-    "server": (("default", "192.0.2.254"),),
-    "core": (
-        (f"{SERVER_ADDRESS}/32", "192.0.2.1"),
-        (PROTECTED["member1"], "198.51.100.1"),
-        (PROTECTED["member2"], "203.0.113.1"),
-    ),
-    "member1": (("default", "198.51.100.254"),),
-    "member2": (("default", "203.0.113.254"),),
-    "host1": (("default", "10.1.0.1"),),
-    "host2": (("default", "10.2.0.1"),),
-}
-
-#: Extra addresses: the key server's loopback address (the spec's 20.0.0.1).
-LOOPBACK_ADDRESSES = {"server": f"{SERVER_ADDRESS}/32"}
+#: The spec lab's nodes, links, routes and loopback addresses (what ``groupvpn lab``
+#: builds and describes); a :class:`Lab` builds its own ``topology``.
+NODES = SPEC_LAB.nodes
+LINKS = SPEC_LAB.links
+ROUTES = SPEC_LAB.routes
+LOOPBACK_ADDRESSES = SPEC_LAB.loopback_addresses
 
 
 class LabError(Exception):
     """Something the operator must hear about (one line, no traceback)."""
 
 
-def interface(node: str, name: str) -> IPv4Interface:
-    """The address (with prefix) of ``node``'s interface ``name``."""
-    for link in LINKS:
-        for end in (link.a, link.b):
-            if end[0] == node and end[1] == name:
-                return IPv4Interface(end[2])
-    raise KeyError((node, name))
-
-
 @dataclass(frozen=True)
 class Lab:
-    """One lab instance: its name prefix and where its files live."""
+    """One lab instance: its name prefix, its topology and where its files live."""
 
     prefix: str = DEFAULT_PREFIX
+    topology: LabTopology = SPEC_LAB
 
     def __post_init__(self) -> None:
         if not PREFIX_PATTERN.fullmatch(self.prefix):
@@ -127,7 +84,7 @@ class Lab:
 
     @property
     def namespaces(self) -> list[str]:
-        return [self.ns(node) for node in NODES]
+        return [self.ns(node) for node in self.topology.nodes]
 
     def present_namespaces(self) -> list[str]:
         """This lab's namespaces that exist now (also ones an older version left)."""
@@ -228,7 +185,7 @@ def _sysctls(lab: Lab, node: str) -> None:
         "net/ipv4/conf/all/rp_filter": "0",
         "net/ipv4/conf/default/rp_filter": "0",
     }
-    if node in ROUTERS:
+    if node in lab.topology.routers:
         settings["net/ipv4/ip_forward"] = "1"
     script = "; ".join(
         f"if [ -e /proc/sys/{key} ]; then echo {value} > /proc/sys/{key}; fi"
@@ -239,28 +196,29 @@ def _sysctls(lab: Lab, node: str) -> None:
 
 def build(lab: Lab) -> None:
     """Create the namespaces, links, addresses and routes.  The lab must not exist."""
-    for node in NODES:
+    topology = lab.topology
+    for node in topology.nodes:
         ip("netns", "add", lab.ns(node))
         ip("-n", lab.ns(node), "link", "set", "lo", "up")
         _sysctls(lab, node)
-    for link in LINKS:
+    for link in topology.links:
         (a_node, a_if, _), (b_node, b_if, _) = link.a, link.b
         ip("link", "add", a_if, "netns", lab.ns(a_node), "type", "veth",
            "peer", "name", b_if, "netns", lab.ns(b_node))  # fmt: skip
         for node, name, address in (link.a, link.b):
             ip("-n", lab.ns(node), "addr", "add", address, "dev", name)
             ip("-n", lab.ns(node), "link", "set", name, "up")
-    for node, address in LOOPBACK_ADDRESSES.items():
+    for node, address in topology.loopback_addresses.items():
         ip("-n", lab.ns(node), "addr", "add", address, "dev", "lo")
     _wait_links_up(lab)
-    for node, routes in ROUTES.items():
+    for node, routes in topology.routes.items():
         for destination, gateway in routes:
             ip("-n", lab.ns(node), "route", "add", destination, "via", gateway)
 
 
 def _wait_links_up(lab: Lab, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
-    ends = [end for link in LINKS for end in (link.a, link.b)]
+    ends = [end for link in lab.topology.links for end in (link.a, link.b)]
     while True:
         down = [
             f"{node}/{name}"
