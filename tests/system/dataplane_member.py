@@ -2,8 +2,8 @@
 
 ``python -m tests.system.dataplane_member -c CONF --port P --control SOCK --state-dir D``
 runs :func:`groupvpn.runtime.member_daemon.run_member` exactly as the ``member``
-command does, with ``dataplane=DataPlaneSettings(...)``: the command line offers no
-``--dataplane linux`` yet.
+command does with ``--dataplane linux``, but with the data plane's state file in the
+test's own directory (``--state-dir``) instead of /run/groupvpn.
 """
 
 from __future__ import annotations

@@ -23,7 +23,6 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
-import click
 import pytest
 from click.testing import CliRunner
 
@@ -186,16 +185,9 @@ def test_demo_checks_pass_only_for_esp_with_the_hosts_addresses_and_delivery() -
     assert [c["ok"] for c in result["checks"]] == [True, True, True, True, False, False, False]
 
 
-def test_members_get_the_linux_data_plane_once_the_member_command_offers_it(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from groupvpn.cli.daemons import member
+def test_members_run_the_linux_data_plane() -> None:
     from groupvpn.lab import daemons
 
-    option = next(p for p in member.params if p.name == "dataplane")
-    monkeypatch.setattr(option, "type", click.Choice(["none"]))
-    assert daemons.argv(LAB, "member1")[-2:] == ["--dataplane", "none"]
-    monkeypatch.setattr(option, "type", click.Choice(["none", "linux"]))
     assert daemons.argv(LAB, "member1")[-2:] == ["--dataplane", "linux"]
     assert "--dataplane" not in daemons.argv(LAB, "server")
 
@@ -316,12 +308,7 @@ def test_demo_protects_unicast_both_ways_and_multicast(lab_prefix: str) -> None:
     summary = "; ".join(
         f"{'ok' if c['ok'] else 'FAIL'} {c['check']}: {c['detail']}" for c in report["checks"]
     )
-    if report["member-dataplane"] == "none" and not report["dataplane"]["member1"]["tun"]:
-        pytest.xfail(
-            "the member daemon has no data plane yet (`groupvpn member` offers no "
-            "--dataplane linux, and no TUN device appeared in member1's namespace); "
-            f"the demo reported: {summary}"
-        )
+    assert report["member-dataplane"] == "linux"
     assert report["dataplane"]["member1"]["tun"], f"--dataplane linux, but no TUN: {summary}"
     core = report["core"]
     assert core["clear"] == {}, summary

@@ -96,12 +96,8 @@ def bring_up(lab: Lab, say: Say) -> None:
         topology.build(lab)
         say("starting the core's multicast router, the key server and the members")
         daemons.start_all(lab, say)
-        mode = daemons.member_dataplane()
-        if mode == "none":
-            say("  the members run with --dataplane none: this groupvpn's member has no Linux "
-                "data plane, so they keep keys and dynamic policies but forward nothing "
-                "through the group SAs")  # fmt: skip
-        for member, view in demo.dataplane(lab, timeout=3.0 if mode != "none" else 0).items():
+        mode = daemons.MEMBER_DATAPLANE
+        for member, view in demo.dataplane(lab, timeout=3.0).items():
             say(f"  {member} (--dataplane {mode}) TUN devices: {', '.join(view['tun']) or 'none'}")
     except BaseException:
         say("the lab did not come up; removing what was built")

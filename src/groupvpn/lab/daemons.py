@@ -17,12 +17,13 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import click
-
 from groupvpn.lab.configs import all_configs
 from groupvpn.lab.layout import SPEC_LAB, LabTopology
 from groupvpn.lab.topology import Lab, LabError, in_ns, pid_alive, terminate
 from groupvpn.runtime.control import ControlError, call
+
+#: The members forward the group's traffic through ESP (docs/dataplane.md).
+MEMBER_DATAPLANE = "linux"
 
 
 def places(topology: LabTopology) -> dict[str, str]:
@@ -52,23 +53,9 @@ def argv(lab: Lab, name: str, extra: Sequence[str] = ()) -> list[str]:
     if role == "server":
         command += ["--state-dir", str(lab.state_dir / "server-state")]
     else:
-        command += ["--dataplane", member_dataplane()]
+        command += ["--dataplane", MEMBER_DATAPLANE]
         command += [*lab.topology.site(name).member_options, *extra]
     return command
-
-
-def member_dataplane() -> str:
-    """``linux`` when this groupvpn's member has the Linux data plane, else ``none``.
-
-    The members forward packets through the group SAs only with ``--dataplane linux``;
-    a member without that choice runs its control plane alone (and says so in the
-    lab's output), so the lab works with either."""
-    from groupvpn.cli.daemons import member
-
-    for param in member.params:
-        if param.name == "dataplane" and isinstance(param.type, click.Choice):
-            return "linux" if "linux" in param.type.choices else "none"
-    return "none"
 
 
 def write_configs(lab: Lab) -> None:

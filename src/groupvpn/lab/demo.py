@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from itertools import permutations
 from typing import Any
 
-from groupvpn.lab.daemons import control, member_dataplane
+from groupvpn.lab.daemons import MEMBER_DATAPLANE, control
 from groupvpn.lab.layout import SPEC_LAB, LabTopology, Site
 from groupvpn.lab.topology import Lab, LabError, in_ns, ip, run, tun_devices
 
@@ -117,7 +117,7 @@ def run_traffic(lab: Lab, count: int = 5, say: Callable[[str], None] = print) ->
     sender, group, port = topology.multicast_sender, topology.multicast_group, str(MULTICAST_PORT)
     result: dict[str, Any] = {
         "count": count,
-        "member-dataplane": member_dataplane(),
+        "member-dataplane": MEMBER_DATAPLANE,
         "dataplane": dataplane(lab),
     }
     background: list[Background] = []
