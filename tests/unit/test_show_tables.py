@@ -119,3 +119,26 @@ def test_reload_output_names_the_rekey_each_change_pushed():
         "    rekey sent: group g1 (group-id 1), SEQ 1, policy-change, to 2 members; new TEKs: p4",
         "  group g2 (group-id 2): added",
     ]
+
+
+def test_member_ipsec_statistics_read_like_junos_and_list_only_the_drops_seen():
+    from groupvpn.cli import member_tables
+    from groupvpn.dataplane.drops import DropReason
+    from groupvpn.dataplane.engine import DataPlaneCounters
+
+    counters = DataPlaneCounters()
+    counters.packets_out, counters.bytes_out = 10, 1400
+    counters.packets_in, counters.bytes_in = 7, 980
+    counters.drops.drop(DropReason.REPLAYED)
+    counters.drops.drop(DropReason.OUTSIDE_ANTI_REPLAY_WINDOW)
+    counters.drops.drop(DropReason.OUTSIDE_ANTI_REPLAY_WINDOW)
+    text = member_tables.ipsec_statistics({"engine": counters.as_dict(), "shell": {}})
+    lines = text.splitlines()
+    assert lines[0] == "ESP Statistics:"
+    assert lines[1].split() == ["Encrypted", "bytes:", "1400"]
+    assert lines[3].split() == ["Encrypted", "packets:", "10"]
+    assert lines[4].split() == ["Decrypted", "packets:", "7"]
+    dropped = lines[lines.index("Dropped on receipt:") + 1 : lines.index("Not sent:")]
+    assert dropped == ["  outside-anti-replay-window: 2", "  replayed: 1"]
+    assert lines[-1] == "  none"  # nothing refused
+    assert member_tables.ipsec_statistics({"dataplane": "none"}).startswith("No data plane")

@@ -64,3 +64,32 @@ def kek_security_associations(view: JsonDict) -> str:
         counts = ", ".join(f"{reason} {count}" for reason, count in drops.items())
         text += f"\n\n  Pushes dropped: {counts}"
     return text
+
+
+def ipsec_statistics(view: JsonDict) -> str:
+    """Like Junos `show security ipsec statistics`: the member data plane's ESP counters.
+
+    Packets and octets are the inner (clear) packets the group SAs carried; every
+    packet the data plane did not deliver is counted once under its reason.
+    """
+    if view.get("dataplane") == "none":
+        return "No data plane: the member runs without --dataplane linux."
+    engine = view.get("engine", {})
+    lines = [
+        "ESP Statistics:",
+        f"  Encrypted bytes:   {engine.get('bytes-out', 0):>14}",
+        f"  Decrypted bytes:   {engine.get('bytes-in', 0):>14}",
+        f"  Encrypted packets: {engine.get('packets-out', 0):>14}",
+        f"  Decrypted packets: {engine.get('packets-in', 0):>14}",
+        f"  Passed in clear:   {engine.get('clear-packets', 0):>14}  (no dynamic policy matched)",
+        f"  Fragmented:        {engine.get('fragments', 0):>14}",
+        f"  ICMP errors sent:  {engine.get('icmp-errors', 0):>14}",
+    ]
+    for title, counts in (
+        ("Dropped on receipt", engine.get("dropped", {})),
+        ("Not sent", engine.get("refused", {})),
+    ):
+        lines.append(f"{title}:")
+        shown = [(reason, count) for reason, count in counts.items() if count]
+        lines += [f"  {reason}: {count}" for reason, count in shown] or ["  none"]
+    return "\n".join(lines)

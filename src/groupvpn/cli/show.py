@@ -135,6 +135,12 @@ for _parent, _socket, _role in (
         _show("security-associations", f"{_role}-kek-security-associations", _socket,
               _kek_formatter, f"Group KEKs (rekey SAs) of the {_role}.")
     )  # fmt: skip
+    if _role == "member":
+        _ipsec.add_command(
+            _show("statistics", "member-dataplane-statistics", _socket,
+                  member_tables.ipsec_statistics,
+                  "ESP packets and octets through the group SAs, and drops by reason.")
+        )  # fmt: skip
     _parent.add_command(_ike)
     _parent.add_command(_ipsec)
     _parent.add_command(_kek)
