@@ -78,7 +78,8 @@ def skip_unless_netns() -> None:
         pytest.skip(reason)
 
 
-def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """``ip ARGS``; RuntimeError with its stderr when it fails and ``check`` is set."""
     res = subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
     if check and res.returncode != 0:
         raise RuntimeError(f"ip {' '.join(args)} failed ({res.returncode}): {res.stderr.strip()}")
@@ -87,13 +88,13 @@ def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 def list_netns() -> list[str]:
     """Names of all named network namespaces on the host."""
-    out = _ip("netns", "list").stdout
+    out = ip("netns", "list").stdout
     return [line.split()[0] for line in out.splitlines() if line.strip()]
 
 
 def netns_pids(ns: str) -> list[int]:
     """PIDs of the processes currently inside namespace ``ns``."""
-    res = _ip("netns", "pids", ns, check=False)
+    res = ip("netns", "pids", ns, check=False)
     if res.returncode != 0:
         return []
     return [int(tok) for tok in res.stdout.split() if tok.isdigit()]
@@ -102,7 +103,7 @@ def netns_pids(ns: str) -> list[int]:
 def link_packets(ns: str | None, iface: str) -> int:
     """Frames sent plus received so far on ``iface`` (in namespace ``ns``)."""
     where = ["-n", ns] if ns is not None else []
-    info = json.loads(_ip(*where, "-s", "-j", "link", "show", "dev", iface).stdout)[0]
+    info = json.loads(ip(*where, "-s", "-j", "link", "show", "dev", iface).stdout)[0]
     stats = info["stats64"]
     return int(stats["rx"]["packets"]) + int(stats["tx"]["packets"])
 
@@ -253,10 +254,10 @@ class NetnsPair:
 
 
 def _setup(pair: NetnsPair) -> None:
-    _ip("netns", "add", pair.a)
-    _ip("netns", "add", pair.b)
+    ip("netns", "add", pair.a)
+    ip("netns", "add", pair.b)
     # Create the pair directly inside the namespaces: nothing in the host ns.
-    _ip(
+    ip(
         "link", "add", pair.iface_a, "netns", pair.a,
         "type", "veth", "peer", "name", pair.iface_b, "netns", pair.b,
     )  # fmt: skip
@@ -267,22 +268,20 @@ def _setup(pair: NetnsPair) -> None:
             # /proc/sys/net is per network namespace; no sysctl(8) needed.
             knob = f"/proc/sys/net/ipv6/conf/{iface}/disable_ipv6"
             pair.run(ns, ["sh", "-c", f"if [ -e {knob} ]; then echo 1 > {knob}; fi"])
-        _ip("-n", ns, "link", "set", "lo", "up")
-        _ip("-n", ns, "addr", "add", f"{addr}/{pair.prefixlen}", "dev", iface)
-        _ip("-n", ns, "link", "set", iface, "up")
+        ip("-n", ns, "link", "set", "lo", "up")
+        ip("-n", ns, "addr", "add", f"{addr}/{pair.prefixlen}", "dev", iface)
+        ip("-n", ns, "link", "set", iface, "up")
     # Static ARP entries: no ARP on the wire either.
     for (ns, iface, _addr), (peer_ns, peer_iface, peer_addr) in (sides, sides[::-1]):
-        mac = json.loads(_ip("-n", peer_ns, "-j", "link", "show", "dev", peer_iface).stdout)[0][
+        mac = json.loads(ip("-n", peer_ns, "-j", "link", "show", "dev", peer_iface).stdout)[0][
             "address"
         ]
-        _ip(
-            "-n", ns, "neigh", "replace", peer_addr, "lladdr", mac, "dev", iface, "nud", "permanent"
-        )
+        ip("-n", ns, "neigh", "replace", peer_addr, "lladdr", mac, "dev", iface, "nud", "permanent")
     # Wait for the link to leave "tentative"/down states so the first packet is not lost.
     deadline = time.monotonic() + 5.0
     while time.monotonic() < deadline:
         states = [
-            _ip("-n", ns, "-o", "link", "show", "dev", iface).stdout
+            ip("-n", ns, "-o", "link", "show", "dev", iface).stdout
             for ns, iface in ((pair.a, pair.iface_a), (pair.b, pair.iface_b))
         ]
         if all("state UP" in s for s in states):
@@ -301,7 +300,7 @@ def _teardown(pair: NetnsPair) -> None:
     finally:
         for ns in pair.namespaces:
             if ns in list_netns():
-                _ip("netns", "del", ns, check=False)
+                ip("netns", "del", ns, check=False)
 
 
 @contextlib.contextmanager

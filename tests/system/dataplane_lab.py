@@ -25,6 +25,7 @@ from typing import Any
 
 from tests.interop.netns import (
     NetnsPair,
+    ip,
     list_netns,
     netns_pair,
     netns_pids,
@@ -40,12 +41,6 @@ REMOTE_HOST = "10.2.1.1"
 GROUP = "239.1.1.1"
 LAN_IFACE = "gvt-lan"
 HOST_IFACE = "gvt-host"
-
-
-def _ip(*args: str) -> None:
-    result = subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise RuntimeError(f"ip {' '.join(args)} failed: {result.stderr.strip()}")
 
 
 @dataclass
@@ -121,20 +116,20 @@ def dataplane_lab() -> Iterator[DataplaneLab]:
     with netns_pair() as pair:
         host = f"{pair.a[:-2]}-h"
         try:
-            _ip("netns", "add", host)
-            _ip("link", "add", LAN_IFACE, "netns", pair.a, "type", "veth",
+            ip("netns", "add", host)
+            ip("link", "add", LAN_IFACE, "netns", pair.a, "type", "veth",
                 "peer", "name", HOST_IFACE, "netns", host)  # fmt: skip
-            _ip("-n", host, "link", "set", "lo", "up")
-            _ip("-n", host, "addr", "add", f"{HOST_ADDRESS}/16", "dev", HOST_IFACE)
-            _ip("-n", host, "link", "set", HOST_IFACE, "up")
-            _ip("-n", host, "route", "add", "default", "via", MEMBER_LAN_ADDRESS)
-            _ip("-n", pair.a, "addr", "add", f"{MEMBER_LAN_ADDRESS}/16", "dev", LAN_IFACE)
-            _ip("-n", pair.a, "link", "set", LAN_IFACE, "up")
+            ip("-n", host, "link", "set", "lo", "up")
+            ip("-n", host, "addr", "add", f"{HOST_ADDRESS}/16", "dev", HOST_IFACE)
+            ip("-n", host, "link", "set", HOST_IFACE, "up")
+            ip("-n", host, "route", "add", "default", "via", MEMBER_LAN_ADDRESS)
+            ip("-n", pair.a, "addr", "add", f"{MEMBER_LAN_ADDRESS}/16", "dev", LAN_IFACE)
+            ip("-n", pair.a, "link", "set", LAN_IFACE, "up")
             pair.run(pair.a, ["sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"])
-            _ip("-n", pair.a, "route", "add", REMOTE_PREFIX, "via", pair.addr_b)
-            _ip("-n", pair.b, "route", "add", LAN_PREFIX, "via", pair.addr_a)
+            ip("-n", pair.a, "route", "add", REMOTE_PREFIX, "via", pair.addr_b)
+            ip("-n", pair.b, "route", "add", LAN_PREFIX, "via", pair.addr_a)
             # The core sends (and would replicate) multicast out of its link.
-            _ip("-n", pair.b, "route", "add", "224.0.0.0/4", "dev", pair.iface_b)
+            ip("-n", pair.b, "route", "add", "224.0.0.0/4", "dev", pair.iface_b)
             yield DataplaneLab(pair, host)
         finally:
             if host in list_netns():

@@ -19,17 +19,11 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from tests.interop.netns import list_netns, netns_pids, skip_unless_netns, terminate_pid
+from tests.interop.netns import ip, list_netns, netns_pids, skip_unless_netns, terminate_pid
 
 _counter = itertools.count()
 PREFIX = "192.0.2."
 PREFIX_LENGTH = 24
-
-
-def _ip(*args: str) -> None:
-    result = subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise RuntimeError(f"ip {' '.join(args)} failed: {result.stderr.strip()}")
 
 
 @dataclass
@@ -56,21 +50,21 @@ def multicast_lan(hosts: dict[str, int]) -> Iterator[MulticastLan]:
     base = f"gvm-{os.getpid()}-{next(_counter)}"
     lan = MulticastLan(core=f"{base}-core")
     try:
-        _ip("netns", "add", lan.core)
-        _ip("-n", lan.core, "link", "add", "br0", "type", "bridge", "mcast_snooping", "0")
-        _ip("-n", lan.core, "link", "set", "br0", "up")
+        ip("netns", "add", lan.core)
+        ip("-n", lan.core, "link", "add", "br0", "type", "bridge", "mcast_snooping", "0")
+        ip("-n", lan.core, "link", "set", "br0", "up")
         for n, (host, octet) in enumerate(hosts.items()):
             ns, inside, outside = f"{base}-{n}", f"eth{n}", f"port{n}"
             lan.hosts[host] = (ns, inside, f"{PREFIX}{octet}")
-            _ip("netns", "add", ns)
-            _ip("link", "add", inside, "netns", ns, "type", "veth",
+            ip("netns", "add", ns)
+            ip("link", "add", inside, "netns", ns, "type", "veth",
                 "peer", "name", outside, "netns", lan.core)  # fmt: skip
-            _ip("-n", lan.core, "link", "set", outside, "master", "br0")
-            _ip("-n", lan.core, "link", "set", outside, "up")
-            _ip("-n", ns, "link", "set", "lo", "up")
-            _ip("-n", ns, "addr", "add", f"{PREFIX}{octet}/{PREFIX_LENGTH}", "dev", inside)
-            _ip("-n", ns, "link", "set", inside, "up")
-            _ip("-n", ns, "route", "add", "224.0.0.0/4", "dev", inside)
+            ip("-n", lan.core, "link", "set", outside, "master", "br0")
+            ip("-n", lan.core, "link", "set", outside, "up")
+            ip("-n", ns, "link", "set", "lo", "up")
+            ip("-n", ns, "addr", "add", f"{PREFIX}{octet}/{PREFIX_LENGTH}", "dev", inside)
+            ip("-n", ns, "link", "set", inside, "up")
+            ip("-n", ns, "route", "add", "224.0.0.0/4", "dev", inside)
         _wait_up(lan)
         yield lan
     finally:

@@ -50,6 +50,23 @@ def group_policy(name: str, source: str, destination: str) -> list[str]:
     ]  # fmt: skip
 
 
+def ike_lines(role: str, gateway: str, peer: str, local: str, psk: str) -> list[str]:
+    """Junos IKE statements for one gateway of ``role`` (server or member), main mode, PSK."""
+    base = f"set security group-vpn {role} ike"
+    return [
+        f"{base} proposal p authentication-method pre-shared-keys",
+        f"{base} proposal p dh-group group2",
+        f"{base} proposal p authentication-algorithm sha1",
+        f"{base} proposal p encryption-algorithm aes-128-cbc",
+        f"{base} policy pol mode main",
+        f"{base} policy pol proposals p",
+        f'{base} policy pol pre-shared-key ascii-text "{psk}"',
+        f"{base} gateway {gateway} ike-policy pol",
+        f"{base} gateway {gateway} address {peer}",
+        f"{base} gateway {gateway} local-address {local}",
+    ]
+
+
 def free_port(address: str = "127.0.0.20") -> int:
     """A UDP port nobody on ``address`` uses at the moment."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:

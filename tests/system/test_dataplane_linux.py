@@ -41,7 +41,7 @@ from tests.system.dataplane_lab import (
     with_checksum,
 )
 from tests.system.dataplane_tool import fixed_sa, install, make_engine, policies
-from tests.system.spec_network import member_keys
+from tests.system.spec_network import ike_lines, member_keys
 
 pytestmark = [pytest.mark.root, pytest.mark.timeout(120)]
 
@@ -264,29 +264,13 @@ def test_a_packet_no_policy_matches_keeps_its_normal_path(tmp_path: Path):
 PSK = "dataplane-lab-psk"
 
 
-def _ike(role: str, gateway: str, peer: str, local: str) -> list[str]:
-    base = f"set security group-vpn {role} ike"
-    return [
-        f"{base} proposal p authentication-method pre-shared-keys",
-        f"{base} proposal p dh-group group2",
-        f"{base} proposal p authentication-algorithm sha1",
-        f"{base} proposal p encryption-algorithm aes-128-cbc",
-        f"{base} policy pol mode main",
-        f"{base} policy pol proposals p",
-        f'{base} policy pol pre-shared-key ascii-text "{PSK}"',
-        f"{base} gateway {gateway} ike-policy pol",
-        f"{base} gateway {gateway} address {peer}",
-        f"{base} gateway {gateway} local-address {local}",
-    ]
-
-
 def _server_config(lab: DataplaneLab) -> str:
     group = "set security group-vpn server group g1"
     lines = [
         f"set interfaces ge-0/0/0 unit 0 family inet address {lab.pair.addr_b}/24",
         "set security group-vpn server ipsec proposal gp authentication-algorithm hmac-sha1-96",
         "set security group-vpn server ipsec proposal gp encryption-algorithm aes-128-cbc",
-        *_ike("server", "m1", lab.pair.addr_a, lab.pair.addr_b),
+        *ike_lines("server", "m1", lab.pair.addr_a, lab.pair.addr_b, PSK),
         f"{group} group-id 1",
         f"{group} ike-gateway m1",
         f"{group} ipsec-sa sa proposal gp",
@@ -304,7 +288,7 @@ def _member_config(lab: DataplaneLab) -> str:
     vpn = "set security group-vpn member ipsec vpn v1"
     zone = "set security zones security-zone"
     lines = [
-        *_ike("member", "ks", lab.pair.addr_b, lab.pair.addr_a),
+        *ike_lines("member", "ks", lab.pair.addr_b, lab.pair.addr_a, PSK),
         "set interfaces ge-0/0/0 unit 0 family inet address 10.1.0.1/16",
         f"set interfaces ge-0/0/1 unit 0 family inet address {lab.pair.addr_a}/24",
         "set interfaces ge-0/0/1 mtu 1400",

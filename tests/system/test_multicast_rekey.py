@@ -18,6 +18,7 @@ from tests.interop.daemon import DaemonProcess, groupvpn_argv
 from tests.system.multicast_lab import multicast_lan
 from tests.system.spec_network import (
     eventually,
+    ike_lines,
     kek_view,
     member_keys,
     registered_members,
@@ -28,22 +29,6 @@ from tests.system.spec_network import (
 PORT = 848
 GROUP_ADDRESS = "239.77.0.1"
 PSK = "multicast-lan-psk"
-
-
-def _ike(role: str, gateway: str, peer: str, local: str) -> list[str]:
-    base = f"set security group-vpn {role} ike"
-    return [
-        f"{base} proposal p authentication-method pre-shared-keys",
-        f"{base} proposal p dh-group group2",
-        f"{base} proposal p authentication-algorithm sha1",
-        f"{base} proposal p encryption-algorithm aes-128-cbc",
-        f"{base} policy pol mode main",
-        f"{base} policy pol proposals p",
-        f'{base} policy pol pre-shared-key ascii-text "{PSK}"',
-        f"{base} gateway {gateway} ike-policy pol",
-        f"{base} gateway {gateway} address {peer}",
-        f"{base} gateway {gateway} local-address {local}",
-    ]
 
 
 def _server(address: str, members: dict[str, str]) -> str:
@@ -64,7 +49,7 @@ def _server(address: str, members: dict[str, str]) -> str:
         f"{smc} sig-hash-algorithm sha1",
     ]
     for name, member in members.items():
-        lines += [*_ike("server", name, member, address), f"{group} ike-gateway {name}"]
+        lines += [*ike_lines("server", name, member, address, PSK), f"{group} ike-gateway {name}"]
     return "\n".join(lines) + "\n"
 
 
@@ -73,7 +58,7 @@ def _member(address: str, server: str) -> str:
     zone = "set security zones security-zone"
     policy = "set security policies from-zone trust to-zone untrust policy scope"
     lines = [
-        *_ike("member", "ks", server, address),
+        *ike_lines("member", "ks", server, address, PSK),
         "set interfaces ge-0/0/0 unit 0 family inet address 10.1.0.1/16",
         f"set interfaces ge-0/0/1 unit 0 family inet address {address}/24",
         f"{vpn} ike-gateway ks",
