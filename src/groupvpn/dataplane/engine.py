@@ -23,13 +23,12 @@ ESP codec; slow cases (fragments, ICMP, odd packets) are in separate methods.
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
 from groupvpn.dataplane.drops import DropCounters, Dropped, DropReason, Refusal, Refused
-from groupvpn.dataplane.esp import IPPROTO_ESP, SPI_LENGTH, EspSa, esp_spi
+from groupvpn.dataplane.esp import ARRIVED, IPPROTO_ESP, SPI_LENGTH, EspSa, esp_spi
 from groupvpn.dataplane.ipv4 import (
     DF,
     FIELDS,
@@ -38,6 +37,7 @@ from groupvpn.dataplane.ipv4 import (
     IPV4_HEADER_LENGTH,
     OFFSET_MASK,
     PORTS,
+    SELECTED,
     decrement_ttl,
     fragment,
     fragmentation_needed,
@@ -57,21 +57,23 @@ MIN_MTU = 68
 MAX_MTU = 0xFFFF
 
 _UNPACK_FIELDS = FIELDS.unpack_from
+_UNPACK_SELECTED = SELECTED.unpack_from
 _UNPACK_PORTS = PORTS.unpack_from
-#: TTL, protocol and checksum, written back into a copy of the header (octets 8-11).
-_PACK_TTL = struct.Struct("!BBH").pack_into
+_UNPACK_ARRIVED = ARRIVED.unpack_from
 #: The protocols whose ports selectors match (ipv4.ports).
 _PORTED = frozenset({IPPROTO_TCP, IPPROTO_UDP})
 
 
-@dataclass(frozen=True, slots=True)
+# The results are plain slotted records, not frozen ones: a frozen dataclass sets its
+# field through object.__setattr__, which costs about twice as much per packet.
+@dataclass(slots=True)
 class ToWan:
     """A complete IPv4 packet for the raw ``IPPROTO_RAW`` socket (SO_MARK: routed to the WAN)."""
 
     packet: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ToTun:
     """A complete IPv4 packet to write into the TUN: a decrypted packet or an ICMP error."""
 
@@ -159,7 +161,7 @@ class DataPlane:
         self.local_address = local_address
         self.mtu = mtu
         self.counters = counters if counters is not None else DataPlaneCounters()
-        self._recent = RecentPackets()
+        self._replayed = RecentPackets().replayed
         self._decrement_ttl = decrement_ttl
         self._icmp_source = local_address.packed
         self._sadb = SaDatabase(local_address, mtu, self.counters.drops)
@@ -226,7 +228,8 @@ class DataPlane:
         length = len(packet)
         if length < IPV4_HEADER_LENGTH:
             return self._refuse(Refusal.BAD_INNER_HEADER)
-        first, total, field, ttl, protocol, checksum, addresses = _UNPACK_FIELDS(packet)
+        fields = _UNPACK_FIELDS(packet)  # handed on to the SA, which needs them too
+        first, _, total, field, ttl, protocol, _, addresses = fields
         header_length = (first & 0x0F) << 2
         if (
             first >> 4 != 4
@@ -260,16 +263,9 @@ class DataPlane:
         encapsulate, group_time, max_inner = sender
         if length > max_inner or ttl <= 1:
             return self._slow_outbound(packet, ttl, field, sender, now)
-        if self._decrement_ttl:
-            # As ip_decrease_ttl() does (RFC 1141): TTL - 1 is checksum + 0x0100.
-            checksum += 0x100
-            inner = bytearray(packet)  # the one copy the inner packet needs
-            _PACK_TTL(inner, 8, ttl - 1, protocol, (checksum + (checksum >= 0xFFFF)) & 0xFFFF)
-            # EspSa reads the inner packet by index and slice and joins it: a bytearray
-            # serves as well as bytes, and converting it would copy it once more.
-            esp = encapsulate(inner, group_time(now))  # type: ignore[arg-type]
-        else:
-            esp = encapsulate(packet, group_time(now))
+        # With decrement_ttl the SA writes TTL - 1 (RFC 1141 checksum) into the copy of
+        # the inner packet it encrypts anyway, so forwarding costs no copy of its own.
+        esp = encapsulate(packet, group_time(now), fields, self._decrement_ttl)
         if isinstance(esp, Refused):
             return []  # counted by the SA
         counters = self.counters
@@ -340,32 +336,39 @@ class DataPlane:
         """The inner packet for the TUN of an ESP packet from the WAN, if it passes."""
         if len(packet) < IPV4_HEADER_LENGTH + SPI_LENGTH or packet[9] != IPPROTO_ESP:
             return self._not_esp(packet)
-        start = (packet[0] & 0x0F) << 2
-        keys = self._by_spi.get(packet[start : start + SPI_LENGTH])
+        if packet[0] == 0x45:
+            # A 20-octet header, as every ESP packet Linux sends: the SA's first look at
+            # the header reads the SPI too, and the SA is handed what it read.
+            arrived = _UNPACK_ARRIVED(packet)
+            keys = self._by_spi.get(arrived[4])
+        else:
+            arrived = None
+            spi = esp_spi(packet)
+            keys = None if spi is None else self._by_spi.get(int.from_bytes(spi, "big"))
         if keys is None:
             return self._unknown_spi(packet)
         if len(keys) > 1:
             return self._inbound_shared_spi(packet, now, keys)
         decapsulate, group_time, selectors = keys[0]
-        inner = decapsulate(packet, group_time(now))
+        inner = decapsulate(packet, group_time(now), arrived)
         if isinstance(inner, Dropped):
             return []  # counted by the SA
         # The SA checked that ``inner`` is one whole IPv4 packet.
-        first, length, field, _, protocol, _, addresses = _UNPACK_FIELDS(inner)
+        protocol, addresses = _UNPACK_SELECTED(inner)
         mask, net, proto, sport, dport = selectors
         if (
             (addresses & mask) != net
             or (proto and proto != protocol)
-            or ((sport or dport) and not _ports_match(inner, first, protocol, field, sport, dport))
+            or ((sport or dport) and not _ports_match(inner, protocol, sport, dport))
         ):
             self.counters.drops.drop(DropReason.POLICY_MISMATCH)
             return []
         counters = self.counters
-        if self._recent.replayed(packet):
+        if self._replayed(packet):
             counters.drops.drop(DropReason.REPLAYED)
             return []
         counters.packets_in += 1
-        counters.bytes_in += length
+        counters.bytes_in += len(inner)
         return [ToTun(inner)]
 
     def _not_esp(self, packet: bytes) -> list[Output]:
@@ -408,7 +411,7 @@ class DataPlane:
             decrypted = True
             if _inner_matches(inner, selectors):
                 drops.dropped.update(before)
-                if self._recent.replayed(packet):
+                if self._replayed(packet):
                     drops.drop(DropReason.REPLAYED)
                     return []
                 self.counters.packets_in += 1
@@ -421,20 +424,19 @@ class DataPlane:
         return []
 
 
-def _ports_match(
-    packet: bytes, first: int, protocol: int, field: int, sport: int, dport: int
-) -> bool:
-    source_port, destination_port = ports(packet, (first & 0x0F) << 2, protocol, field)
+def _ports_match(packet: bytes, protocol: int, sport: int, dport: int) -> bool:
+    field = packet[6] << 8 | packet[7]
+    source_port, destination_port = ports(packet, (packet[0] & 0x0F) << 2, protocol, field)
     if source_port == -2:
         return True
     return (not sport or sport == source_port) and (not dport or dport == destination_port)
 
 
 def _inner_matches(inner: bytes, selectors: Match) -> bool:
-    first, _, field, _, protocol, _, addresses = _UNPACK_FIELDS(inner)
+    protocol, addresses = _UNPACK_SELECTED(inner)
     mask, net, proto, sport, dport = selectors
     return (
         (addresses & mask) == net
         and (not proto or proto == protocol)
-        and (not (sport or dport) or _ports_match(inner, first, protocol, field, sport, dport))
+        and (not (sport or dport) or _ports_match(inner, protocol, sport, dport))
     )

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import struct
 
-from groupvpn.dataplane.esp import ipv4_checksum
-
 IPV4_HEADER_LENGTH = 20
 IPPROTO_ICMP = 1
 IPPROTO_TCP = 6
@@ -43,11 +41,44 @@ ICMP_ERROR_TTL = 64
 #: The fixed header: version/IHL, TOS, total length, identification, flags/fragment
 #: offset, TTL, protocol, checksum, source, destination (as integers).
 HEADER = struct.Struct("!BBHHHBBHII")
-#: What the data plane reads of every packet: version/IHL, total length, flags/fragment
-#: offset, TTL, protocol, checksum, and source and destination as one 64-bit integer.
-FIELDS = struct.Struct("!BxH2xHBBHQ")
+#: What the data plane reads of every packet: version/IHL, TOS, total length,
+#: flags/fragment offset, TTL, protocol, checksum, and source and destination as one
+#: 64-bit integer (the identification is skipped).  The engine reads these once per
+#: outbound packet and hands them to ``EspSa.encapsulate``, which needs the same.
+FIELDS = struct.Struct("!BBH2xHBBHQ")
+#: The part of :data:`FIELDS` the inbound selector check reads: protocol, addresses.
+SELECTED = struct.Struct("!9xB2xQ")
 #: Source and destination port of TCP and UDP.
 PORTS = struct.Struct("!HH")
+
+
+def ipv4_checksum(header: bytes | bytearray) -> bytes:
+    """The two checksum octets for an IPv4 ``header`` whose checksum field is zero.
+
+    The RFC 1071 one's complement sum of 16-bit words equals the header read as one
+    big integer modulo 0xFFFF (2^16 = 1 there), with 0xFFFF standing for 0 (the sum
+    of a header, which has a nonzero version, is never zero): one C-level division
+    instead of a loop over words.  A correct header therefore reads as a multiple
+    of 0xFFFF, which is how ``EspSa.decapsulate`` checks it; and any split of the
+    header into big-endian integers of whole 16-bit words sums to the same value
+    modulo 0xFFFF, which is how the ESP fast paths compute and check it from the
+    fields ``struct`` gives them.
+    """
+    value = int.from_bytes(header, "big")
+    return (0xFFFE - (value - 1) % 0xFFFF if value else 0xFFFF).to_bytes(2, "big")
+
+
+def is_ipv4_packet(packet: bytes) -> bool:
+    """One whole IPv4 packet: version 4, a header length that fits, total length = len."""
+    length = len(packet)
+    if length < IPV4_HEADER_LENGTH:
+        return False
+    first = packet[0]
+    return (
+        first >> 4 == 4
+        and IPV4_HEADER_LENGTH <= (first & 0x0F) << 2 <= length
+        and (packet[2] << 8 | packet[3]) == length
+    )
 
 
 def header_fields(packet: bytes) -> tuple[int, int, int, int, int, int, int, int, int, int]:

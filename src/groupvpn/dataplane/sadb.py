@@ -9,9 +9,10 @@ the packet path only scans a tuple and looks up a dict:
   group VPNs (in the order the VPNs were first installed, each VPN's policies in its
   own order): the selectors as integers, then the encrypting key's
   ``(encapsulate, group_time, max_inner)`` or None when the policy has no key now;
-* :attr:`SaDatabase.inbound`: SPI -> the :data:`InboundKey` s that decrypt it
-  (almost always one; SPIs are unique only within one key server's group, so two
-  VPNs may bring the same SPI with different keys).
+* :attr:`SaDatabase.inbound`: SPI (as a 32-bit integer, the way the engine reads it
+  off the packet) -> the :data:`InboundKey` s that decrypt it (almost always one;
+  SPIs are unique only within one key server's group, so two VPNs may bring the same
+  SPI with different keys).
 
 One :class:`~.esp.EspSa` per key.  A key is its SPI, suite and key material; it keeps
 its EspSa across installs, whichever VPN and policy name it, so its ESP sequence
@@ -28,8 +29,14 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
 from groupvpn.dataplane.antireplay import TIME_HEADER_LENGTH, TimeWindow
-from groupvpn.dataplane.drops import DropCounters, Dropped, Refused
-from groupvpn.dataplane.esp import ESP_HEADER_LENGTH, IPV4_HEADER_LENGTH, EspSa
+from groupvpn.dataplane.drops import DropCounters
+from groupvpn.dataplane.esp import (
+    ESP_HEADER_LENGTH,
+    IPV4_HEADER_LENGTH,
+    Decapsulate,
+    Encapsulate,
+    EspSa,
+)
 from groupvpn.dataplane.suites import ESP_SUITES, EspSuite, esp_suite
 from groupvpn.member.keyring import PolicySelectors
 from groupvpn.member.keys import GroupSa
@@ -42,10 +49,10 @@ GroupTime = Callable[[float], float | None]
 Match = tuple[int, int, int, int, int]
 #: A policy's encrypting key: (EspSa.encapsulate, the VPN's group clock, the largest
 #: inner packet that fits the path MTU once encapsulated).
-Sender = tuple[Callable[[bytes, float | None], bytes | Refused], GroupTime, int]
+Sender = tuple[Encapsulate, GroupTime, int]
 PolicyRow = tuple[int, int, int, int, int, Sender | None]
 #: A decrypting key: (EspSa.decapsulate, the VPN's group clock, the SA's own selectors).
-InboundKey = tuple[Callable[[bytes, float | None], bytes | Dropped], GroupTime, Match]
+InboundKey = tuple[Decapsulate, GroupTime, Match]
 
 #: ESP trailer: pad length and next header.
 TRAILER_LENGTH = 2
@@ -141,7 +148,7 @@ class SaDatabase:
         #: digest of a removed key -> (next sequence number, next GCM IV counter)
         self._retired: dict[bytes, tuple[int, int]] = {}
         self.outbound: tuple[PolicyRow, ...] = ()
-        self.inbound: dict[bytes, tuple[InboundKey, ...]] = {}
+        self.inbound: dict[int, tuple[InboundKey, ...]] = {}
         self.needs_ports = False
         self._installed: list[InstalledSa] = []
 
@@ -216,7 +223,7 @@ class SaDatabase:
             )  # fmt: skip
         # Nothing can fail from here on.
         outbound: list[PolicyRow] = []
-        inbound: dict[bytes, list[InboundKey]] = {}
+        inbound: dict[int, list[InboundKey]] = {}
         installed: list[InstalledSa] = []
         for name, keys in vpns.items():  # the order VPNs were first installed
             for selectors in keys.order:
@@ -232,7 +239,7 @@ class SaDatabase:
             encrypting_spis = {sa.spi for sa in keys.encrypting.values()}
             for sa in keys.decrypting:
                 esp = live[digests[id(sa)]]
-                inbound.setdefault(sa.spi, []).append(
+                inbound.setdefault(int.from_bytes(sa.spi, "big"), []).append(
                     (esp.decapsulate, keys.group_time, sa_match(sa))
                 )
                 encrypts = sa.spi in encrypting_spis

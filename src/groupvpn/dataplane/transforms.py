@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import hmac as stdlib_hmac
 import secrets
+from collections.abc import Callable
 
 from cryptography.hazmat.primitives import hmac
 from cryptography.hazmat.primitives.ciphers import Cipher, modes
@@ -42,19 +43,22 @@ from groupvpn.dataplane.suites import EspSuite
 class CbcEncryptor:
     """CBC encryption with IV = E_K(counter), on one context kept for the SA's life."""
 
-    __slots__ = ("_block", "_counter", "_encryptor", "_last", "_modulus")
+    __slots__ = ("_block", "_counter", "_last", "_mask", "_update")
 
     def __init__(self, suite: EspSuite, key: bytes, counter_start: int | None = None) -> None:
         """``counter_start``: the first N (known-answer tests); default random, full block."""
         block = suite.block_size
         self._block = block
-        self._modulus = 1 << (8 * block)
+        modulus = 1 << (8 * block)
+        self._mask = modulus - 1
         self._counter = (
-            secrets.randbelow(self._modulus) if counter_start is None else counter_start
-        ) % self._modulus
+            secrets.randbelow(modulus) if counter_start is None else counter_start
+        ) % modulus
         # The context's chaining value starts as this all-zero IV; from then on it is
         # the last ciphertext block the context produced (``_last``).
-        self._encryptor = Cipher(suite.cipher_algorithm(key), modes.CBC(bytes(block))).encryptor()
+        self._update = (
+            Cipher(suite.cipher_algorithm(key), modes.CBC(bytes(block))).encryptor().update
+        )
         self._last = 0
 
     @property
@@ -64,24 +68,37 @@ class CbcEncryptor:
 
     def encrypt(self, plaintext: bytes) -> bytes:
         """``IV || CBC(K, IV, plaintext)`` for a ``plaintext`` of whole blocks."""
+        iv, ciphertext = self.encrypt_apart(plaintext)
+        return iv + ciphertext
+
+    def encrypt_apart(self, plaintext: bytes | bytearray) -> tuple[bytes, bytes]:
+        """``(IV, CBC(K, IV, plaintext))``, for a ``plaintext`` of whole blocks.
+
+        Two ``update`` calls on the one context: the block ``N xor C_prev`` comes out as
+        ``E_K(N)``, the IV, which is then the chaining value for ``plaintext``.  Apart,
+        so that the caller joins them once into its packet, without a copy here.
+        """
         block = self._block
-        lead = (self._counter ^ self._last).to_bytes(block, "big")
-        out = self._encryptor.update(lead + plaintext)
-        self._counter = (self._counter + 1) % self._modulus
-        self._last = int.from_bytes(out[-block:], "big")
-        return out
+        update = self._update
+        iv = update((self._counter ^ self._last).to_bytes(block, "big"))
+        ciphertext = update(plaintext)
+        self._counter = (self._counter + 1) & self._mask
+        self._last = int.from_bytes(ciphertext[-block:], "big")
+        return iv, ciphertext
 
 
 class CbcDecryptor:
     """CBC decryption of independent packets on one context kept for the SA's life."""
 
-    __slots__ = ("_block", "_decryptor")
+    __slots__ = ("_block", "decrypt_all")
 
     def __init__(self, suite: EspSuite, key: bytes) -> None:
         self._block = suite.block_size
-        self._decryptor = Cipher(
-            suite.cipher_algorithm(key), modes.CBC(bytes(self._block))
-        ).decryptor()
+        #: Like :meth:`decrypt`, but with the meaningless first block left on (no
+        #: copy): the context's own ``update``, so a call costs no Python frame.
+        self.decrypt_all: Callable[[bytes], bytes] = (
+            Cipher(suite.cipher_algorithm(key), modes.CBC(bytes(self._block))).decryptor().update
+        )
 
     def decrypt(self, iv_and_ciphertext: bytes) -> bytes:
         """The plaintext of ``IV || ciphertext``; the caller checked it is whole blocks.
@@ -91,30 +108,29 @@ class CbcDecryptor:
         not whole blocks would leave a partial block inside the context and spoil the
         next packet, so callers must check the length first (``EspSa`` does).
         """
-        return self._decryptor.update(iv_and_ciphertext)[self._block :]
-
-    def decrypt_all(self, iv_and_ciphertext: bytes) -> bytes:
-        """Like :meth:`decrypt`, but with the meaningless first block left on (no copy)."""
-        return self._decryptor.update(iv_and_ciphertext)
+        return self.decrypt_all(iv_and_ciphertext)[self._block :]
 
 
 class TruncatedHmac:
     """HMAC with the SA's key, truncated to the ICV length (RFC 2403, 2404, 4868)."""
 
-    __slots__ = ("_length", "_template")
+    __slots__ = ("length", "new")
 
     def __init__(self, suite: EspSuite, key: bytes) -> None:
         if len(key) != suite.integrity_key_length:
             raise ValueError(
                 f"{suite.integrity} needs a {suite.integrity_key_length}-octet key, got {len(key)}"
             )
-        self._template = hmac.HMAC(key, suite.hash_algorithm)
-        self._length = suite.icv_length
+        #: A fresh HMAC context already keyed (the inner and outer pads hashed once,
+        #: here): ``update`` it with the data, then ``finalize()[:length]``.
+        self.new: Callable[[], hmac.HMAC] = hmac.HMAC(key, suite.hash_algorithm).copy
+        #: The ICV length: the HMAC is truncated to this many octets.
+        self.length = suite.icv_length
 
     def tag(self, data: bytes) -> bytes:
-        mac = self._template.copy()
+        mac = self.new()
         mac.update(data)
-        return mac.finalize()[: self._length]
+        return mac.finalize()[: self.length]
 
     def verify(self, data: bytes, icv: bytes) -> bool:
         """Constant-time comparison of the received ``icv`` with ours."""
