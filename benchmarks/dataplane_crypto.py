@@ -10,8 +10,8 @@ or the HMAC check plus one ``update`` on a kept decryptor (decap); for GCM one
 stamp, checks, counters) is the codec's overhead.  Both are measured in the same
 round, interleaved, and the ratio codec / floor is reported as the median over
 ``--rounds``, so a noisy shared machine matters less.  No sockets, no TUN: this is
-the per-packet CPU cost of the codec only (``benchmarks/dataplane.py`` will measure
-the whole member).
+the per-packet CPU cost of the codec only (``benchmarks/dataplane.py`` measures the
+whole member's engine; docs/dataplane.md, "Performance", has the results).
 
     .venv/bin/python -m benchmarks.dataplane_crypto [--count N] [--rounds R]
 """

@@ -38,9 +38,10 @@ Speed.  At a few hundred thousand packets a second every Python operation is a
 visible share of the cost (docs/dataplane.md, "Performance"), so the per-packet
 functions are closures compiled when the SA is built (:func:`_sending` and
 :func:`_receiving`): keys, sizes, ``struct`` objects and bound methods are closure
-constants, the counters are closure variables, each packet is copied once on the
-way in (the plaintext) and once on the way out (the packet), and the outer header,
-ESP header and IV are packed by one ``struct`` call.  Decapsulation runs in two
+constants and the counters closure variables.  Encapsulation copies the inner
+packet once, into the plaintext (the forwarded TTL is written into that copy), and
+the ciphertext once, into the packet, whose outer header, ESP header and IV (for
+AES-GCM) are one ``struct`` call.  Decapsulation runs in two
 tiers that give the same answers: a fast tier accepts a packet whose checks all
 pass with a few combined comparisons, and anything it does not accept goes to the
 careful tier, which makes every check one at a time, in the documented order, to
@@ -67,7 +68,7 @@ from groupvpn.dataplane.antireplay import (
     TimeWindow,
 )
 from groupvpn.dataplane.drops import DropCounters, Dropped, DropReason, Refusal, Refused
-from groupvpn.dataplane.ipv4 import FIELDS, is_ipv4_packet
+from groupvpn.dataplane.ipv4 import FIELDS
 from groupvpn.dataplane.ipv4 import ipv4_checksum as ipv4_checksum  # re-exported
 from groupvpn.dataplane.suites import EspSuite
 from groupvpn.dataplane.transforms import CbcDecryptor, CbcEncryptor, TruncatedHmac
@@ -349,7 +350,7 @@ def _sending(
     assert suite.alignment & alignment_mask == 0
     ttl_offset = stamp_length + 8  # the inner TTL in the plaintext
     join, join_mutable = b"".join, bytearray().join  # one copy; the second's is writable
-    pack_stamp, pack_ttl_into = _STAMP.pack, _TTL.pack_into
+    pack_stamp, pack_ttl_into, unpack_fields = _STAMP.pack, _TTL.pack_into, FIELDS.unpack_from
     pack_esp_header, pack_outer = _ESP_HEADER.pack, _OUTER.pack
     pack_nonce, pack_gcm_head = _GCM_NONCE.pack, _GCM_HEAD.pack
 
@@ -358,10 +359,17 @@ def _sending(
         forward: bool = False,
     ) -> bytes | Refused:  # fmt: skip
         nonlocal sequence, nonce_counter, ip_id
-        if fields is None:
-            if not is_ipv4_packet(inner):
+        if fields is None:  # one whole IPv4 packet: version 4, header fits, total = length
+            if len(inner) < IPV4_HEADER_LENGTH:
                 return refuse(Refusal.BAD_INNER_HEADER)
-            fields = FIELDS.unpack_from(inner)
+            fields = unpack_fields(inner)
+            first = fields[0]
+            if (
+                first >> 4 != 4
+                or not IPV4_HEADER_LENGTH <= (first & 0x0F) << 2 <= len(inner)
+                or fields[2] != len(inner)
+            ):
+                return refuse(Refusal.BAD_INNER_HEADER)
         _, tos, length, flags, ttl, protocol, checksum, addresses = fields
         # The group-time header (docs/dataplane.md §3), in milliseconds.
         if stamped:

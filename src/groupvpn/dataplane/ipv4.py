@@ -68,19 +68,6 @@ def ipv4_checksum(header: bytes | bytearray) -> bytes:
     return (0xFFFE - (value - 1) % 0xFFFF if value else 0xFFFF).to_bytes(2, "big")
 
 
-def is_ipv4_packet(packet: bytes) -> bool:
-    """One whole IPv4 packet: version 4, a header length that fits, total length = len."""
-    length = len(packet)
-    if length < IPV4_HEADER_LENGTH:
-        return False
-    first = packet[0]
-    return (
-        first >> 4 == 4
-        and IPV4_HEADER_LENGTH <= (first & 0x0F) << 2 <= length
-        and (packet[2] << 8 | packet[3]) == length
-    )
-
-
 def header_fields(packet: bytes) -> tuple[int, int, int, int, int, int, int, int, int, int]:
     """The fixed header's fields (see :data:`HEADER`); the caller checked the length."""
     return HEADER.unpack_from(packet)
