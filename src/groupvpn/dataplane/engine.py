@@ -18,7 +18,10 @@ reason in :attr:`DataPlane.counters`.  Keys come from the member's keyring throu
 
 The per-packet methods are flat on purpose: one ``struct`` unpack for the header, a
 linear scan of a tuple of tuples for the policy, a dict lookup for the SPI, and the
-ESP codec; slow cases (fragments, ICMP, odd packets) are in separate methods.
+ESP codec, which is handed what the engine read of the header so it does not read it
+again (and writes the forwarded TTL into the one copy of the packet it makes); slow
+cases (fragments, ICMP, odd packets) are in separate methods.  docs/dataplane.md,
+"Performance", has the measurements.
 """
 
 from __future__ import annotations
