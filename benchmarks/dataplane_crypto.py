@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from groupvpn.dataplane.antireplay import TimeWindow
 from groupvpn.dataplane.esp import EspSa, ipv4_checksum
 from groupvpn.dataplane.suites import EspSuite, esp_suite
+from groupvpn.gdoi.sender_ids import SID_BITS, SenderId
 
 SUITES = [("aes-128-cbc", "hmac-sha1-96"), ("aes-128-gcm", None)]
 SIZES = [64, 1400]
@@ -47,7 +48,9 @@ def inner_packet(size: int) -> bytes:
 
 
 def make_sa(suite: EspSuite, key: bytes, auth: bytes) -> EspSa:
-    return EspSa(suite, SPI, key, auth, window=TimeWindow.seconds(100), sender_id=b"\xc0\0\2\1")
+    return EspSa(
+        suite, SPI, key, auth, window=TimeWindow.seconds(100), sender_id=SenderId(1, SID_BITS)
+    )
 
 
 def per_packet(run: Callable[[], object], count: int) -> float:

@@ -22,19 +22,16 @@ from groupvpn.dataplane.antireplay import TimeWindow
 from groupvpn.dataplane.engine import DataPlane, Output, ToTun, ToWan
 from groupvpn.dataplane.esp import ipv4_checksum
 from groupvpn.dataplane.sadb import max_inner_length, suite_of
+from groupvpn.gdoi.sender_ids import SID_BITS, SenderId
 from groupvpn.member.keyring import PolicySelectors
 from groupvpn.member.keys import GroupSa
-from groupvpn.server.tek import ESP_CIPHERS, ESP_INTEGRITY, EspCipher, EspIntegrity
+from groupvpn.server.tek import ESP_CIPHERS, ESP_INTEGRITY
 
 A_ADDRESS = IPv4Address("192.0.2.1")
 B_ADDRESS = IPv4Address("192.0.2.2")
 NOW = 500.0
 GROUP_TIME = 1_790_000_000.0
 CIPHERS = ["aes-128-cbc", "aes-256-cbc", "3des-cbc", "aes-128-gcm", "aes-256-gcm"]
-GCM = {
-    "aes-128-gcm": EspCipher("aes-128-gcm", 20, 20, 128),
-    "aes-256-gcm": EspCipher("aes-256-gcm", 20, 36, 256),
-}
 SPI = (0x1234).to_bytes(4, "big")
 EVERYTHING = PolicySelectors(IPv4Network("0.0.0.0/0"), IPv4Network("0.0.0.0/0"), 0, 0, 0)
 
@@ -45,16 +42,18 @@ def group_time(now: float) -> float:
 
 def group_sa(policy: PolicySelectors, spi: int, cipher: str, window: int | None) -> GroupSa:
     material = spi.to_bytes(4, "big") * 16
-    if cipher in GCM:
-        esp_cipher, integrity = GCM[cipher], EspIntegrity("none", 0, 0)
-        key, auth = material[: esp_cipher.key_length], b""
+    sender = None
+    if ESP_CIPHERS[cipher].combined:  # AES-GCM: key and salt, no integrity; a sender ID
+        esp_cipher, integrity = ESP_CIPHERS[cipher], None
+        key, auth = material[: esp_cipher.keying_material_length], b""
+        sender = SenderId(spi & 0xFFFFFF, SID_BITS)
     else:
         esp_cipher, integrity = ESP_CIPHERS[cipher], ESP_INTEGRITY["hmac-sha-256-128"]
         key, auth = material[: esp_cipher.key_length], material[-32:]
     return GroupSa(
         "vpn1", 1, spi.to_bytes(4, "big"), policy.source, policy.destination,
         policy.source_port, policy.destination_port, policy.protocol, esp_cipher, integrity,
-        NOW + 3600, key, auth, window,
+        NOW + 3600, key, auth, window, sender,
     )  # fmt: skip
 
 

@@ -21,10 +21,11 @@ from groupvpn.dataplane.antireplay import TimeWindow
 from groupvpn.dataplane.drops import DropCounters, Dropped, DropReason, Refused
 from groupvpn.dataplane.esp import EspSa, ipv4_checksum
 from groupvpn.dataplane.suites import ESP_SUITES, EspSuite
+from groupvpn.gdoi.sender_ids import SID_BITS, SenderId
 
 SUITES = st.sampled_from(sorted(ESP_SUITES.values(), key=lambda suite: suite.name))
 SPI = bytes.fromhex("c0ffee01")
-SENDER = bytes([192, 0, 2, 7])
+SENDER = SenderId(7, SID_BITS)
 #: Group times in ms: from the epoch to a few centuries ahead, like the key server's clock.
 GROUP_TIMES_MS = st.integers(min_value=0, max_value=10**13)
 WINDOWS_S = st.integers(min_value=60, max_value=360)  # Junos v1 anti-replay-time-window

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
@@ -20,17 +21,15 @@ from groupvpn.dataplane.drops import DropReason, Refusal
 from groupvpn.dataplane.engine import DataPlane, DataPlaneCounters, Output, ToTun, ToWan
 from groupvpn.dataplane.esp import ipv4_checksum
 from groupvpn.dataplane.sadb import RETIRED_KEYS, max_inner_length, suite_of
+from groupvpn.gdoi.sender_ids import SID_BITS, SenderId
 from groupvpn.member.keyring import PolicySelectors
 from groupvpn.member.keys import GroupSa
-from groupvpn.server.tek import ESP_CIPHERS, ESP_INTEGRITY, EspCipher, EspIntegrity
+from groupvpn.server.tek import ESP_CIPHERS, ESP_INTEGRITY
 
 A_ADDRESS = IPv4Address("192.0.2.1")
 B_ADDRESS = IPv4Address("192.0.2.2")
 GROUP_TIME = 1_790_000_000.0
 NOW = 1000.0
-#: AES-GCM as a group SA would name it: no integrity algorithm of its own.
-GCM_128 = EspCipher("aes-128-gcm", 20, 20, 128)
-NO_INTEGRITY = EspIntegrity("none", 0, 0)
 
 
 def selectors(
@@ -56,8 +55,8 @@ def group_sa(
 ) -> GroupSa:
     """A key for ``policy``; the same ``spi`` and ``seed`` give the same key material."""
     material = seed if seed is not None else spi.to_bytes(4, "big") * 16
-    if cipher == "aes-128-gcm":
-        esp_cipher, integrity, key, auth = GCM_128, NO_INTEGRITY, material[:20], b""
+    if cipher == "aes-128-gcm":  # no integrity algorithm of its own; key and salt
+        esp_cipher, integrity, key, auth = ESP_CIPHERS[cipher], None, material[:20], b""
     else:
         esp_cipher, integrity = ESP_CIPHERS[cipher], ESP_INTEGRITY["hmac-sha1-96"]
         key, auth = material[: esp_cipher.key_length], material[-20:]
@@ -79,6 +78,17 @@ def group_sa(
     )
 
 
+def owned(plane: DataPlane, *keys: GroupSa) -> list[GroupSa]:
+    """``keys`` as ``plane``'s member holds them: an AES-GCM key without a sender ID gets
+    the member's own, as the member core gives it one from its registration (here the
+    last 24 bits of its address, so two members never share one)."""
+    own = SenderId(int(plane.local_address) & 0xFFFFFF, SID_BITS)
+    return [
+        replace(sa, sender_id=own) if sa.cipher.counter_mode and sa.sender_id is None else sa
+        for sa in keys
+    ]
+
+
 def clock(offset: float = 0.0) -> Callable[[float], float | None]:
     """A group clock that reads GROUP_TIME + offset at local time NOW."""
     return lambda now: GROUP_TIME + offset + (now - NOW)
@@ -93,8 +103,11 @@ def install(
     group_time: Callable[[float], float | None] | None = None,
     order: list[PolicySelectors] | None = None,
 ) -> None:
-    """Install ``keys`` for ``vpn``; each policy encrypts with its last key listed."""
-    keys = list(keys)
+    """Install ``keys`` for ``vpn``; each policy encrypts with its last key listed.
+
+    An AES-GCM key without a sender ID gets this member's own (:func:`owned`).
+    """
+    keys = owned(plane, *keys)
     policies = order if order is not None else list(dict.fromkeys(map(PolicySelectors.of, keys)))
     encrypting = {PolicySelectors.of(sa): sa for sa in keys} if encrypt else {}
     plane.install_keys(vpn, 1, policies, encrypting, keys, group_time or clock())
@@ -573,10 +586,12 @@ def test_key_rollover_loses_nothing(cipher: str) -> None:
     in_flight = [only_wan(a.outbound(p, NOW)) for p in inner[:10]]
     # The rekey arrives: the new key is pending (decrypts, does not encrypt yet).
     for plane in (a, b):
-        plane.install_keys("vpn1", 1, [WIDE], {WIDE: old}, [old, new], clock())
+        mine_old, mine_new = owned(plane, old, new)
+        plane.install_keys("vpn1", 1, [WIDE], {WIDE: mine_old}, [mine_old, mine_new], clock())
     in_flight += [only_wan(a.outbound(p, NOW)) for p in inner[10:20]]
     # A activates the new key before B does.
-    a.install_keys("vpn1", 1, [WIDE], {WIDE: new}, [old, new], clock())
+    a_old, a_new = owned(a, old, new)
+    a.install_keys("vpn1", 1, [WIDE], {WIDE: a_new}, [a_old, a_new], clock())
     in_flight += [only_wan(a.outbound(p, NOW)) for p in inner[20:30]]
     assert {spi_of(p) for p in in_flight[:20]} == {old.spi}
     assert {spi_of(p) for p in in_flight[20:]} == {new.spi}
@@ -606,21 +621,41 @@ def test_a_key_keeps_its_esp_sa_and_gcm_counter_across_installs() -> None:
     assert plane.esp_sa(key.spi) is esp_sa
     assert {sa.esp for sa in plane.installed() if sa.spi == key.spi} == {esp_sa}
     ivs.append(only_wan(plane.outbound(udp("10.1.1.1", "10.2.2.2"), NOW))[28:36])
-    assert ivs == [A_ADDRESS.packed + n.to_bytes(4, "big") for n in range(4)]
+    own = SenderId(0x000201, SID_BITS)  # owned(): A_ADDRESS 192.0.2.1
+    assert ivs == [own.iv(n) for n in range(4)]
     # Removed and installed again: the counters continue where they stopped.
     plane.remove_vpn("vpn1")
     plane.remove_vpn("vpn2")
     assert plane.esp_sa(key.spi) is None
     install(plane, [key])
     esp = only_wan(plane.outbound(udp("10.1.1.1", "10.2.2.2"), NOW))
-    assert esp[28:36] == A_ADDRESS.packed + (4).to_bytes(4, "big")
+    assert esp[28:36] == own.iv(4)
     assert int.from_bytes(esp[24:28], "big") == 5  # the ESP sequence number too
     # A changed window makes a new EspSa for the key, still with the counters.
     install(plane, [group_sa(WIDE, 0x100, "aes-128-gcm", window=200)])
-    assert only_wan(plane.outbound(udp("10.1.1.1", "10.2.2.2"), NOW))[28:36] == (
-        A_ADDRESS.packed + (5).to_bytes(4, "big")
-    )
+    assert only_wan(plane.outbound(udp("10.1.1.1", "10.2.2.2"), NOW))[28:36] == own.iv(5)
     assert RETIRED_KEYS >= 1000
+
+
+def test_a_gcm_key_encrypts_with_the_sender_id_its_group_sa_carries() -> None:
+    """The member's SID, not its address; a new SID (a new registration) for a known key
+    makes a new EspSa, and no SID at all means no sending with that key."""
+    key = group_sa(WIDE, 0x100, "aes-128-gcm")
+    first, second = SenderId(7, SID_BITS), SenderId(8, SID_BITS)
+    plane, receiver = DataPlane(A_ADDRESS), DataPlane(B_ADDRESS)
+    install(receiver, [key])
+    install(plane, [replace(key, sender_id=first)])
+    esp = [only_wan(plane.outbound(udp("10.1.1.1", "10.2.2.2"), NOW)) for _ in range(2)]
+    install(plane, [replace(key, sender_id=second)])
+    esp.append(only_wan(plane.outbound(udp("10.1.1.1", "10.2.2.2"), NOW)))
+    assert [p[28:36] for p in esp] == [first.iv(0), first.iv(1), second.iv(2)]
+    assert all(only_tun(receiver.inbound(p, NOW)) for p in esp)
+    # A GCM key without a sender ID: decrypts what others send, sends nothing itself.
+    plane.install_keys("vpn1", 1, [WIDE], {WIDE: key}, [key], clock())
+    assert plane.outbound(udp("10.1.1.1", "10.2.2.2"), NOW) == []
+    assert plane.counters.drops.refused[Refusal.NO_SENDER_ID] == 1
+    theirs = only_wan(receiver.outbound(udp("10.2.2.2", "10.1.1.1"), NOW))
+    assert only_tun(plane.inbound(theirs, NOW))
 
 
 def test_the_same_spi_with_different_keys_in_two_vpns() -> None:

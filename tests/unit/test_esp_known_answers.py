@@ -18,6 +18,7 @@ from groupvpn.dataplane.drops import Dropped, DropReason
 from groupvpn.dataplane.esp import EspSa, ipv4_checksum
 from groupvpn.dataplane.suites import ESP_SUITES, EspSuite, esp_suite
 from groupvpn.dataplane.transforms import CbcDecryptor, CbcEncryptor, TruncatedHmac
+from groupvpn.gdoi.sender_ids import SenderId
 from groupvpn.wire.gdoi_numbers import EspTransform
 
 NO_ANTI_REPLAY = TimeWindow.disabled()
@@ -424,7 +425,8 @@ def gcm_case(case: int) -> tuple[EspSa, bytes, int, bytes]:
         header[:4],
         key + nonce[:4],
         window=NO_ANTI_REPLAY,
-        sender_id=nonce[4:8],
+        # The draft's IVs are 32 bits of sender ID and 32 of counter (RFC 6054 §3).
+        sender_id=SenderId(int.from_bytes(nonce[4:8], "big"), 32),
         nonce_counter=int.from_bytes(nonce[8:], "big"),
         sequence=int.from_bytes(header[4:], "big"),
     )

@@ -24,9 +24,10 @@ from groupvpn.dataplane.antireplay import TimeWindow
 from groupvpn.dataplane.drops import Dropped, DropReason
 from groupvpn.dataplane.esp import EspSa
 from groupvpn.dataplane.suites import EspSuite, esp_suite
+from groupvpn.gdoi.sender_ids import SID_BITS, SenderId
 
 SPI = 0x00C0FFEE
-SENDER = bytes([192, 0, 2, 1])
+SENDER = SenderId(0xC00201, SID_BITS)
 
 #: Our suite names -> scapy's algorithm names.
 SCAPY_CIPHERS = {

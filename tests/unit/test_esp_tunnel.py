@@ -20,9 +20,10 @@ from groupvpn.dataplane.antireplay import (
     time_header,
 )
 from groupvpn.dataplane.drops import DropCounters, Dropped, DropReason, Refusal, Refused
-from groupvpn.dataplane.esp import MAX_NONCE_COUNTER, EspSa, esp_spi, ipv4_checksum
+from groupvpn.dataplane.esp import EspSa, esp_spi, ipv4_checksum
 from groupvpn.dataplane.suites import EspSuite, esp_suite
 from groupvpn.dataplane.transforms import CbcEncryptor, TruncatedHmac
+from groupvpn.gdoi.sender_ids import SID_BITS, SenderId
 
 CBC = esp_suite("aes-128-cbc", "hmac-sha1-96")
 GCM = esp_suite("aes-128-gcm", None)
@@ -30,7 +31,7 @@ SPI = bytes.fromhex("00001234")
 KEY = bytes(range(16))
 GCM_KEY = bytes(range(20))
 AUTH = bytes(range(20))
-ME = IPv4Address("192.0.2.1")
+ME = SenderId(0x123456, SID_BITS)  # our sender ID (RFC 6054)
 WINDOW = TimeWindow.seconds(100)
 NOW = 1_790_000_000.0  # group time, seconds
 
@@ -89,7 +90,7 @@ def authentic(suite: EspSuite, plaintext: bytes) -> bytes:
     """An ESP packet under our keys with any plaintext, trailer included as given."""
     header = SPI + (1).to_bytes(4, "big")
     if suite.is_aead:
-        iv = ME.packed + (99).to_bytes(4, "big")
+        iv = ME.iv(99)
         return header + iv + AESGCM(GCM_KEY[:16]).encrypt(GCM_KEY[16:] + iv, plaintext, header)
     signed = header + CbcEncryptor(suite, KEY).encrypt(plaintext)
     return signed + TruncatedHmac(suite, AUTH).tag(signed)
@@ -155,27 +156,45 @@ def test_too_big_and_no_group_clock_are_refused() -> None:
     assert ours.counters.total_refused == 4 and ours.sequence == 1
 
 
-def test_gcm_iv_is_sender_address_and_counter_and_never_wraps() -> None:
-    ours = sa(GCM, nonce_counter=MAX_NONCE_COUNTER - 1)
+def test_gcm_iv_is_sender_id_then_counter_and_never_wraps() -> None:
+    """RFC 6054 §3: the SID's 24 bits, then a 40-bit counter of this SA."""
+    top = ME.max_counter
+    assert top == (1 << 40) - 1
+    ours = sa(GCM, nonce_counter=top - 1)
     first, last = ours.encapsulate(INNER, NOW), ours.encapsulate(INNER, NOW)
     assert isinstance(first, bytes) and isinstance(last, bytes)
-    assert first[28:36] == ME.packed + (MAX_NONCE_COUNTER - 1).to_bytes(4, "big")
-    assert last[28:36] == ME.packed + b"\xff\xff\xff\xff"
-    # The counter would wrap: the key is worn out for this sender, and it says so.
+    assert first[28:36] == bytes.fromhex("123456") + (top - 1).to_bytes(5, "big")
+    assert last[28:36] == bytes.fromhex("123456ffffffffff") == ME.iv(top)
+    # The counter would run into the next SID: the key is worn out for this sender.
     assert ours.encapsulate(INNER, NOW) == Refused(Refusal.NONCE_EXHAUSTED)
     assert ours.seal(b"x", 4) == Refused(Refusal.NONCE_EXHAUSTED)
     assert ours.counters.refused[Refusal.NONCE_EXHAUSTED] == 2
-    assert ours.nonce_counter == MAX_NONCE_COUNTER + 1 and ours.sequence == 3
+    assert ours.nonce_counter == top + 1 and ours.sequence == 3
     assert sa(GCM).decapsulate(last, NOW) == INNER
 
 
 def test_two_members_never_share_a_gcm_nonce() -> None:
-    """Same key, same counter: the sender address in the IV still tells them apart."""
-    one = EspSa(GCM, SPI, GCM_KEY, window=WINDOW, sender_id=IPv4Address("192.0.2.1"))
-    two = EspSa(GCM, SPI, GCM_KEY, window=WINDOW, sender_id=IPv4Address("192.0.2.2"))
+    """Same key, same counter: the sender IDs in the IVs still tell them apart."""
+    one = EspSa(GCM, SPI, GCM_KEY, window=WINDOW, sender_id=SenderId(1, SID_BITS))
+    two = EspSa(GCM, SPI, GCM_KEY, window=WINDOW, sender_id=SenderId(2, SID_BITS))
     a, b = one.encapsulate(INNER, NOW), two.encapsulate(INNER, NOW)
     assert isinstance(a, bytes) and isinstance(b, bytes)
-    assert a[28:32] != b[28:32] and a[32:36] == b[32:36] == bytes(4)
+    assert a[28:31] == bytes.fromhex("000001") and b[28:31] == bytes.fromhex("000002")
+    assert a[31:36] == b[31:36] == bytes(5)
+
+
+def test_gcm_without_a_sender_id_decrypts_but_never_encrypts() -> None:
+    """No SID from the key server: no fallback (not the address, not a random IV)."""
+    theirs = sa(GCM).encapsulate(INNER, NOW)
+    mine = EspSa(GCM, SPI, GCM_KEY, window=WINDOW)
+    assert mine.sender_id is None
+    assert mine.encapsulate(INNER, NOW) == Refused(Refusal.NO_SENDER_ID)
+    assert mine.seal(b"x", 4) == Refused(Refusal.NO_SENDER_ID)
+    assert mine.counters.refused[Refusal.NO_SENDER_ID] == 2
+    assert mine.nonce_counter == 0 and mine.sequence == 1
+    assert isinstance(theirs, bytes) and mine.decapsulate(theirs, NOW) == INNER
+    # A CBC SA has no use for one and keeps none.
+    assert EspSa(CBC, SPI, KEY, AUTH, window=WINDOW, sender_id=ME).sender_id is None
 
 
 def test_cbc_iv_is_the_encrypted_counter() -> None:
@@ -328,10 +347,10 @@ def test_counters_can_be_shared_and_shown() -> None:
 
 
 def test_set_up_errors_are_raised_at_install_time() -> None:
-    with pytest.raises(ValueError, match="sender ID"):
-        EspSa(GCM, SPI, GCM_KEY, window=WINDOW)
-    with pytest.raises(ValueError, match="4 octets"):
-        EspSa(GCM, SPI, GCM_KEY, window=WINDOW, sender_id=b"\1\2\3")
+    with pytest.raises(ValueError, match="does not fit 24 bits"):
+        SenderId(1 << 24, SID_BITS)
+    with pytest.raises(ValueError, match="33 bits"):
+        SenderId(1, 33)
     with pytest.raises(ValueError, match="20 octets of keying material"):
         EspSa(GCM, SPI, KEY, window=WINDOW, sender_id=ME)
     with pytest.raises(ValueError, match="no integrity key"):

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from groupvpn.cli.tables import JsonDict, table
+from groupvpn.cli.tables import JsonDict, esp_algorithm, table
 
 
 def ipsec_security_associations(view: JsonDict) -> str:
     sas = view["security-associations"]
     rows = [
-        (sa["vpn"], sa["group-id"], sa["spi"], f"ESP:{sa['encryption']}/{sa['authentication']}",
+        (sa["vpn"], sa["group-id"], sa["spi"], esp_algorithm(sa),
          sa.get("state"), sa["lifetime-remaining"], sa.get("activates-in"), sa["source"],
          sa["destination"])
         for sa in sas

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from groupvpn.cli.tables import JsonDict, table
+from groupvpn.cli.tables import JsonDict, esp_algorithm, table
 
 
 def registered_members(view: JsonDict) -> str:
@@ -29,7 +29,7 @@ def ipsec_security_associations(view: JsonDict) -> str:
     blocks = []
     for group in view["groups"]:
         rows = [
-            (sa["policy"], sa["spi"], f"ESP:{sa['encryption']}/{sa['authentication']}",
+            (sa["policy"], sa["spi"], esp_algorithm(sa),
              sa["lifetime-remaining"], sa["source"], sa["destination"])
             for sa in group["security-associations"]
         ]  # fmt: skip

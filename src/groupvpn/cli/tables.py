@@ -20,6 +20,12 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]], indent: str 
     return "\n".join(line.rstrip() for line in lines)
 
 
+def esp_algorithm(sa: JsonDict) -> str:
+    """``ESP:aes-128-cbc/hmac-sha1-96``, or ``ESP:aes-128-gcm`` (no separate authentication)."""
+    authentication = sa.get("authentication")
+    return f"ESP:{sa['encryption']}" + (f"/{authentication}" if authentication else "")
+
+
 def ike_security_associations(view: JsonDict) -> str:
     """Like Junos `show security ike security-associations`."""
     rows = [

@@ -37,7 +37,7 @@ def ipsec_proposal(node: Node) -> mg.IpsecProposal:
             mg.IpsecEncryptionAlgorithm, get(node, "encryption-algorithm", str)
         ),
         authentication_algorithm=cast(
-            mg.IpsecAuthenticationAlgorithm, get(node, "authentication-algorithm", str)
+            mg.IpsecAuthenticationAlgorithm | None, optional(node, "authentication-algorithm", str)
         ),
         lifetime_seconds=get(node, "lifetime-seconds", int),
         description=optional(node, "description", str),
@@ -66,7 +66,7 @@ def _ipsec_sa(node: Node, proposals: dict[str, mg.IpsecProposal]) -> mg.IpsecSa:
 def _server_member_communication(node: Node) -> mg.ServerMemberCommunication:
     return mg.ServerMemberCommunication(
         encryption_algorithm=cast(
-            mg.IpsecEncryptionAlgorithm, get(node, "encryption-algorithm", str)
+            mg.KekEncryptionAlgorithm, get(node, "encryption-algorithm", str)
         ),
         sig_hash_algorithm=cast(mg.SigHashAlgorithm, get(node, "sig-hash-algorithm", str)),
         communication_type=cast(mg.CommunicationType, get(node, "communication-type", str)),

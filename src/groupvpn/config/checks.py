@@ -17,7 +17,7 @@ from typing import Literal
 
 from groupvpn.config.checks_groups import check_groups
 from groupvpn.config.checks_security import check_security
-from groupvpn.config.diagnostics import Diagnostic, quote_word
+from groupvpn.config.diagnostics import MISSING_MANDATORY, Diagnostic, quote_word
 from groupvpn.config.parser import ParsedConfig
 from groupvpn.config.statements import LeafList
 from groupvpn.config.tree import Node
@@ -39,7 +39,6 @@ SAME_DH_GROUP = "All proposals of an IKE policy must use the same dh-group"
 RSA_UNSUPPORTED = "Authentication method rsa-signatures is not supported yet; use pre-shared-keys"
 SAME_LOCAL_ADDRESS = "Member can not have the same local address as server"
 SERVER_AND_MEMBER = "Configuring both group-vpn server and group-vpn member is not supported"
-MISSING_MANDATORY = "Missing mandatory statement: '{keyword}'"
 TOO_MANY = "Number of elements exceeds limit of {limit}"
 
 

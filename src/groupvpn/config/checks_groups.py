@@ -10,8 +10,11 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from ipaddress import IPv4Network
 
-from groupvpn.config.diagnostics import Diagnostic, quote_word
-from groupvpn.config.model_groups import LIFETIME_PER_ACTIVATION_DELAY
+from groupvpn.config.diagnostics import MISSING_MANDATORY, Diagnostic, quote_word
+from groupvpn.config.model_groups import (
+    COMBINED_ENCRYPTION_ALGORITHMS,
+    LIFETIME_PER_ACTIVATION_DELAY,
+)
 from groupvpn.config.parser import ParsedConfig
 from groupvpn.config.tree import Node
 
@@ -35,6 +38,9 @@ MULTICAST_INTERFACE_NEEDED = (
 )
 INTERFACE_NOT_CONFIGURED = (
     "Referenced interface must be configured under [edit interfaces] hierarchy"
+)
+AUTHENTICATION_WITH_COMBINED_MODE = (
+    "Authentication algorithm must not be configured with encryption-algorithm {cipher}"
 )
 
 
@@ -153,6 +159,36 @@ def multicast_interface_configured(scope: RoleScope, group: Node) -> Iterator[Di
         yield from _interface_configured(scope, smc, "multicast-outgoing-interface")
 
 
+# -- server ipsec proposal rules ------------------------------------------------------------
+
+
+def proposal_authentication(scope: RoleScope, proposal: Node) -> Iterator[Diagnostic]:
+    """`authentication-algorithm`: mandatory with a CBC cipher, refused with AES-GCM.
+
+    AES-GCM authenticates what it encrypts (RFC 4106); as in `[edit security ipsec
+    proposal]`, it takes no separate authentication algorithm.
+    """
+    cipher = proposal.value("encryption-algorithm")
+    if cipher is None:
+        return  # missing (the schema says so) or rejected (the parser did)
+    setting = proposal.leaves.get("authentication-algorithm")
+    if cipher in COMBINED_ENCRYPTION_ALGORITHMS:
+        if setting is not None:
+            message = AUTHENTICATION_WITH_COMBINED_MODE.format(cipher=cipher)
+            yield scope.diag(proposal, setting.shown, message, setting.line)
+        return
+    if setting is None and (*proposal.path, "authentication-algorithm") not in scope.parsed.failed:
+        # Worded and placed as the schema's own mandatory-statement check.
+        yield Diagnostic(
+            scope.parsed.source,
+            proposal.line,
+            MISSING_MANDATORY.format(keyword="authentication-algorithm"),
+            proposal.path[:-2],
+            proposal.statement,
+            missing_mandatory=True,
+        )
+
+
 # -- member vpn rules -----------------------------------------------------------------------
 
 
@@ -222,6 +258,7 @@ SERVER_GROUP_RULES: tuple[Rule, ...] = (
     multicast_needs_group_and_interface,
     multicast_interface_configured,
 )
+SERVER_PROPOSAL_RULES: tuple[Rule, ...] = (proposal_authentication,)
 MEMBER_VPN_RULES: tuple[Rule, ...] = (vpn_gateway_defined, external_interface_configured)
 SERVER_RULES: tuple[Callable[[RoleScope], Iterable[Diagnostic]], ...] = (unique_group_ids,)
 MEMBER_RULES: tuple[Callable[[RoleScope], Iterable[Diagnostic]], ...] = (unique_vpn_groups,)
@@ -234,6 +271,10 @@ def check_groups(parsed: ParsedConfig, group_vpn: Node | None) -> Iterator[Diagn
     server = group_vpn.container("server")
     if server is not None:
         scope = RoleScope(parsed, "server", server)
+        ipsec = server.container("ipsec")
+        for proposal in ipsec.objects("proposal").values() if ipsec is not None else ():
+            for rule in SERVER_PROPOSAL_RULES:
+                yield from rule(scope, proposal)
         for group in server.objects("group").values():
             for rule in SERVER_GROUP_RULES:
                 yield from rule(scope, group)

@@ -29,6 +29,7 @@ from enum import Enum
 CHECKOUT_FAILED = "error: configuration check-out failed"
 # Junos adds this suffix when the failure includes missing mandatory statements.
 MISSING_MANDATORY_SUFFIX = ": (missing mandatory statements)"
+MISSING_MANDATORY = "Missing mandatory statement: '{keyword}'"
 
 # Words Junos prints bare in an edit path or statement; anything else gets double quotes.
 _BARE_WORD = re.compile(r'[^\s"\'\[\]{};#\\]+')

@@ -14,9 +14,17 @@ from typing import TYPE_CHECKING, Literal
 if TYPE_CHECKING:
     from groupvpn.config.model import IkeGateway
 
+#: `server-member-communication encryption-algorithm`: the KEK's CBC ciphers.
+KekEncryptionAlgorithm = Literal["des-cbc", "3des-cbc", "aes-128-cbc", "aes-192-cbc", "aes-256-cbc"]
+#: `ipsec proposal encryption-algorithm`: the CBC ciphers, and AES-GCM under the keywords
+#: of `[edit security ipsec proposal]` (v2 dialect only: it needs sender IDs).
 IpsecEncryptionAlgorithm = Literal[
-    "des-cbc", "3des-cbc", "aes-128-cbc", "aes-192-cbc", "aes-256-cbc"
-]
+    "des-cbc", "3des-cbc", "aes-128-cbc", "aes-192-cbc", "aes-256-cbc",
+    "aes-128-gcm", "aes-256-gcm",
+]  # fmt: skip
+#: The combined modes: they authenticate, so a proposal with one has no
+#: `authentication-algorithm`.
+COMBINED_ENCRYPTION_ALGORITHMS = frozenset({"aes-128-gcm", "aes-256-gcm"})
 IpsecAuthenticationAlgorithm = Literal["hmac-md5-96", "hmac-sha1-96", "hmac-sha-256-128"]
 SigHashAlgorithm = Literal["md5", "sha1", "sha-256"]
 CommunicationType = Literal["unicast", "multicast"]
@@ -39,7 +47,8 @@ class IpsecProposal:
 
     name: str
     encryption_algorithm: IpsecEncryptionAlgorithm
-    authentication_algorithm: IpsecAuthenticationAlgorithm
+    #: None exactly with AES-GCM (a combined mode).
+    authentication_algorithm: IpsecAuthenticationAlgorithm | None
     lifetime_seconds: int = DEFAULT_IPSEC_LIFETIME_SECONDS
     description: str | None = None
 
@@ -80,7 +89,7 @@ class IpsecSa:
 class ServerMemberCommunication:
     """``server-member-communication``: how the server pushes rekeys (the KEK)."""
 
-    encryption_algorithm: IpsecEncryptionAlgorithm
+    encryption_algorithm: KekEncryptionAlgorithm
     sig_hash_algorithm: SigHashAlgorithm
     communication_type: CommunicationType = "unicast"
     lifetime_seconds: int = DEFAULT_KEK_LIFETIME_SECONDS

@@ -40,7 +40,8 @@ class Refusal(enum.StrEnum):
     BAD_INNER_HEADER = "bad-inner-header"  # not one whole IPv4 packet
     TOO_BIG = "too-big"  # the ESP packet would exceed the 65,535-octet IPv4 limit
     NO_GROUP_CLOCK = "no-group-clock"  # anti-replay on, and we do not know the group time
-    NONCE_EXHAUSTED = "nonce-exhausted"  # AES-GCM: the 32-bit IV counter would wrap
+    NONCE_EXHAUSTED = "nonce-exhausted"  # AES-GCM: the IV counter after the SID would wrap
+    NO_SENDER_ID = "no-sender-id"  # AES-GCM key, but no sender ID from the key server
     NO_KEY = "no-key"  # matches a dynamic policy that has no key to encrypt with now
     TTL_EXCEEDED = "ttl-exceeded"  # inner TTL 0 or 1: a router may not forward it
     FRAGMENTATION_NEEDED = "fragmentation-needed"  # too big after ESP, and DF is set

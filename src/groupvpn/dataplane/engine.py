@@ -143,8 +143,9 @@ class DataPlaneCounters:
 class DataPlane:
     """ESP for every group VPN of one member, sans I/O (module docstring).
 
-    ``local_address`` is the member's WAN address: the sender ID in AES-GCM IVs
-    (docs/dataplane.md §4) and the source of the ICMP errors it sends.  ``mtu`` is
+    ``local_address`` is the member's WAN address: the source of the ICMP errors it
+    sends.  (AES-GCM IVs carry the sender ID each key's GroupSa brings, not the
+    address: docs/dataplane.md §4.)  ``mtu`` is
     the WAN path MTU that ESP packets must fit.  ``decrement_ttl``: the inner TTL is
     decremented as a router does, and a packet arriving with TTL 0 or 1 is answered
     with ICMP time exceeded (docs/dataplane.md, "Engine", on why a shell may turn it
@@ -167,7 +168,7 @@ class DataPlane:
         self._replayed = RecentPackets().replayed
         self._decrement_ttl = decrement_ttl
         self._icmp_source = local_address.packed
-        self._sadb = SaDatabase(local_address, mtu, self.counters.drops)
+        self._sadb = SaDatabase(mtu, self.counters.drops)
         self._policies = self._sadb.outbound
         self._by_spi = self._sadb.inbound
         self._needs_ports = False

@@ -25,14 +25,15 @@ raises, whatever the bytes.
 IVs.  CBC suites derive each IV as E_K(counter) from a random start (see
 :mod:`.transforms` for why members sharing a key do not collide).  AES-GCM must
 never repeat a nonce under a key, and a group key has many senders, so the 8-octet
-IV is the **sender's own IPv4 address** (the address the key server registered the
-member by, unique in the group) followed by a **32-bit counter** of this SA; the
-nonce is the 4-octet salt, then that IV (RFC 4106 §4).  Two members therefore never
-share a nonce, and one member never repeats one: when the counter would wrap the SA
-refuses to encrypt (``nonce-exhausted``) and the member must use a newer key.  A
-member that restarts while a key it sent under is still current must not start that
-key's counter again from where it may already have been: it persists the counter
-(:attr:`EspSa.nonce_counter`) or waits for the next key.
+IV is the member's **sender ID** (SID, handed out by the key server at registration,
+never to two members: :mod:`groupvpn.gdoi.sender_ids`) in the leftmost bits and a
+**counter** of this SA in the rest (RFC 6054 §3); the nonce is the 4-octet salt,
+then that IV (RFC 4106 §4).  Two members therefore never share a nonce, and one
+member never repeats one: when the counter would pass its last value the SA refuses
+to encrypt (``nonce-exhausted``).  An SA without a SID decrypts but refuses to
+encrypt (``no-sender-id``): there is no fallback to anything a member could share.
+A member that restarts registers again and gets a new SID, so its counters may
+start from 0 again (docs/dataplane.md §4).
 
 Speed.  At a few hundred thousand packets a second every Python operation is a
 visible share of the cost (docs/dataplane.md, "Performance"), so the per-packet
@@ -54,7 +55,6 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 from hmac import compare_digest
-from ipaddress import IPv4Address
 from secrets import randbelow
 from typing import NamedTuple, Protocol
 
@@ -72,13 +72,13 @@ from groupvpn.dataplane.ipv4 import FIELDS
 from groupvpn.dataplane.ipv4 import ipv4_checksum as ipv4_checksum  # re-exported
 from groupvpn.dataplane.suites import EspSuite
 from groupvpn.dataplane.transforms import CbcDecryptor, CbcEncryptor, TruncatedHmac
+from groupvpn.gdoi.sender_ids import SenderId
 
 IPPROTO_ESP = 50
 IPV4_HEADER_LENGTH = 20
 ESP_HEADER_LENGTH = 8  # SPI + sequence number
 SPI_LENGTH = 4
 MAX_IPV4_LENGTH = 0xFFFF
-MAX_NONCE_COUNTER = 0xFFFFFFFF
 _MAX_TIME_MS = (1 << (8 * TIME_HEADER_LENGTH)) - 1
 _DF = 0x4000  # in the flags/fragment offset word
 _TRAILER_LENGTH = 2  # pad length and next header
@@ -97,13 +97,13 @@ _TRAILERS = {
 #: The outer IPv4 header: version/IHL, TOS, total length, identification,
 #: flags/fragment offset, TTL, protocol, checksum, addresses (20 octets).
 _OUTER = struct.Struct("!BBHHHBBHQ")
-#: AES-GCM: the outer header, then SPI, sequence number and the IV (sender address,
-#: counter): the 36 octets in front of the ciphertext, in one call.
-_GCM_HEAD = struct.Struct("!BBHHHBBHQIIII")
+#: AES-GCM: the outer header, then SPI, sequence number and the IV (sender ID and
+#: counter, one 64-bit integer): the 36 octets in front of the ciphertext, in one call.
+_GCM_HEAD = struct.Struct("!BBHHHBBHQIIQ")
 #: The ESP header: SPI and sequence number (AES-GCM's associated data, RFC 4106 §5).
 _ESP_HEADER = struct.Struct("!II")
-#: The AES-GCM nonce: salt and sender address as one 64-bit integer, then the counter.
-_GCM_NONCE = struct.Struct("!QI")
+#: The AES-GCM nonce: the salt, then the IV (sender ID and counter) as a 64-bit integer.
+_GCM_NONCE = struct.Struct("!IQ")
 #: The group-time header (antireplay.py).
 _STAMP = struct.Struct("!Q")
 #: TTL, protocol and header checksum, rewritten in the plaintext copy when forwarding.
@@ -139,15 +139,6 @@ def esp_spi(packet: bytes) -> bytes | None:
     if start < IPV4_HEADER_LENGTH or len(packet) < start + SPI_LENGTH:
         return None
     return bytes(packet[start : start + SPI_LENGTH])
-
-
-def _sender_octets(sender_id: IPv4Address | bytes | None) -> bytes | None:
-    if sender_id is None:
-        return None
-    octets = sender_id.packed if isinstance(sender_id, IPv4Address) else bytes(sender_id)
-    if len(octets) != 4:
-        raise ValueError(f"the AES-GCM sender ID is an IPv4 address (4 octets), not {octets!r}")
-    return octets
 
 
 #: (first, TOS, total length, flags/offset, TTL, protocol, checksum, addresses): the
@@ -208,8 +199,10 @@ class EspSa:
     ``encryption_key`` is the TEK_ALGORITHM_KEY material: the cipher key, and for
     AES-GCM the key followed by the 4-octet salt.  ``integrity_key`` is the HMAC key
     (empty for AES-GCM).  ``window`` is the group's anti-replay window.
-    ``sender_id`` is this member's own IPv4 address, required for AES-GCM (it makes
-    the nonces of different members differ).  ``counters`` may be shared by many SAs.
+    ``sender_id`` is this member's SID for the key (AES-GCM only; RFC 6054): the
+    leftmost bits of every IV it sends, which no other member has.  Without one an
+    AES-GCM SA decrypts but refuses to encrypt (``no-sender-id``).  ``counters`` may
+    be shared by many SAs.
 
     For known-answer tests, ``sequence`` (the next sequence number), ``cbc_counter``
     (the N whose encryption is the next CBC IV), ``nonce_counter`` (the next GCM IV
@@ -239,7 +232,8 @@ class EspSa:
     """
 
     __slots__ = (
-        "_open", "_sending", "_window", "counters", "decapsulate", "encapsulate", "spi", "suite",
+        "_open", "_sending", "_window", "counters", "decapsulate", "encapsulate", "sender_id",
+        "spi", "suite",
     )  # fmt: skip
 
     encapsulate: Encapsulate
@@ -254,7 +248,7 @@ class EspSa:
         integrity_key: bytes = b"",
         *,
         window: TimeWindow,
-        sender_id: IPv4Address | bytes | None = None,
+        sender_id: SenderId | None = None,
         counters: DropCounters | None = None,
         sequence: int = 1,
         cbc_counter: int | None = None,
@@ -268,22 +262,21 @@ class EspSa:
                 f"{suite.cipher} needs {suite.keying_material_length} octets of keying "
                 f"material, got {len(encryption_key)}"
             )
-        sender = _sender_octets(sender_id)
         if suite.is_aead:
-            if sender is None:
-                raise ValueError("an AES-GCM SA needs this member's IPv4 address as sender ID")
             if integrity_key:
                 raise ValueError(f"{suite.cipher} takes no integrity key")
             mac = None
         else:
             mac = TruncatedHmac(suite, integrity_key)
         self.suite = suite
+        self.sender_id = sender_id if suite.is_aead else None
         self.spi = bytes(spi)
         self.counters = counters if counters is not None else DropCounters()
         self._window = window
         key = _Keys(suite, self.spi, encryption_key, mac, window.milliseconds, self.counters)
         self._sending = _sending(
-            key, sender or bytes(4), sequence & 0xFFFFFFFF, cbc_counter, nonce_counter,
+            key, sender_id if suite.is_aead else None, sequence & 0xFFFFFFFF, cbc_counter,
+            nonce_counter,
             randbelow(1 << 16) if ip_id is None else ip_id & 0xFFFF,
         )  # fmt: skip
         self.encapsulate = self._sending.encapsulate
@@ -292,7 +285,8 @@ class EspSa:
         self._open = receiving.open
 
     def __repr__(self) -> str:
-        return f"EspSa({self.suite.name}, spi={self.spi.hex()}, sequence={self.sequence})"
+        sender = "" if self.sender_id is None else f", sender_id={self.sender_id.value}"
+        return f"EspSa({self.suite.name}, spi={self.spi.hex()}, sequence={self.sequence}{sender})"
 
     @property
     def window(self) -> TimeWindow:
@@ -322,7 +316,8 @@ class EspSa:
 
 
 def _sending(
-    keys: _Keys, sender: bytes, sequence: int, cbc_counter: int | None, nonce_counter: int,
+    keys: _Keys, sender: SenderId | None, sequence: int, cbc_counter: int | None,
+    nonce_counter: int,
     ip_id: int,
 ) -> _Sending:  # fmt: skip
     """The encapsulation of one SA, with its counters, as closures (module docstring)."""
@@ -332,9 +327,13 @@ def _sending(
     gcm = suite.is_aead
     if gcm:
         encrypt = AESGCM(keying_material[: suite.key_length]).encrypt
-        # Nonce = salt (the end of the keying material) || IV, IV = sender || counter.
-        nonce_prefix = int.from_bytes(keying_material[suite.key_length :] + sender, "big")
-        sender_value = int.from_bytes(sender, "big")
+        # Nonce = salt (the end of the keying material) || IV; IV = SID || counter as one
+        # 64-bit integer (RFC 6054 §3).  No SID: nothing is sent (no-sender-id).
+        salt = int.from_bytes(keying_material[suite.key_length :], "big")
+        iv_prefix = sender.iv_prefix if sender is not None else 0
+        # The last counter this SA may use; -1 without a SID, so every packet is refused.
+        last_counter = sender.max_counter if sender is not None else -1
+        no_counter = Refusal.NO_SENDER_ID if sender is None else Refusal.NONCE_EXHAUSTED
     else:
         assert mac is not None
         cbc_encrypt = CbcEncryptor(suite, keying_material, cbc_counter).encrypt_apart
@@ -388,8 +387,8 @@ def _sending(
         total = fixed_length + length + payload_extra + pad
         if total > MAX_IPV4_LENGTH:
             return refuse(Refusal.TOO_BIG)
-        if gcm and nonce_counter > MAX_NONCE_COUNTER:
-            return refuse(Refusal.NONCE_EXHAUSTED)
+        if gcm and nonce_counter > last_counter:
+            return refuse(no_counter)
         # The plaintext, the one copy of the inner packet on the way in.
         if forward:
             # As ip_decrease_ttl() does (RFC 1141): TTL - 1 is checksum + 0x0100.
@@ -415,12 +414,11 @@ def _sending(
         if gcm:
             counter = nonce_counter
             nonce_counter = counter + 1
-            body = encrypt(
-                pack_nonce(nonce_prefix, counter), plain, pack_esp_header(spi_value, current)
-            )
+            iv_value = iv_prefix | counter
+            body = encrypt(pack_nonce(salt, iv_value), plain, pack_esp_header(spi_value, current))
             head = pack_gcm_head(
                 0x45, tos, total, ident, flags, ttl, IPPROTO_ESP, checksum, addresses,
-                spi_value, current, sender_value, counter,
+                spi_value, current, iv_value,
             )  # fmt: skip
             return head + body  # the one copy on the way out
         esp_header = pack_esp_header(spi_value, current)
@@ -436,16 +434,20 @@ def _sending(
         nonlocal sequence, nonce_counter
         pad = -(len(payload) + _TRAILER_LENGTH) & alignment_mask
         plain = join((payload, _PADDING[:pad], bytes((pad, next_header & 0xFF))))
-        if gcm and nonce_counter > MAX_NONCE_COUNTER:
-            return refuse(Refusal.NONCE_EXHAUSTED)
+        if gcm and nonce_counter > last_counter:
+            return refuse(no_counter)
         esp_header = pack_esp_header(spi_value, sequence)
         sequence = (sequence + 1) & 0xFFFFFFFF
         if gcm:
             counter = nonce_counter
             nonce_counter = counter + 1
-            iv = sender + counter.to_bytes(4, "big")
+            iv_value = iv_prefix | counter
             return join(
-                (esp_header, iv, encrypt(pack_nonce(nonce_prefix, counter), plain, esp_header))
+                (
+                    esp_header,
+                    iv_value.to_bytes(8, "big"),
+                    encrypt(pack_nonce(salt, iv_value), plain, esp_header),
+                )
             )
         signed = esp_header + b"".join(cbc_encrypt(plain))
         icv = new_mac()

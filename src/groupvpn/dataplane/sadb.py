@@ -19,6 +19,9 @@ its EspSa across installs, whichever VPN and policy name it, so its ESP sequence
 number, CBC IV counter and, above all, its AES-GCM IV counter never start again: a
 restarted GCM counter would reuse nonces.  A key that leaves the database leaves its
 counters behind (by a digest, not the key), and a key that comes back continues them.
+An AES-GCM key encrypts with the sender ID its :class:`GroupSa` carries (the member's
+SID from the key server, docs/dataplane.md §4); a new SID for a known key (the member
+registered again) gets a new EspSa that continues the counters, as a new window does.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Network
 
 from groupvpn.dataplane.antireplay import TIME_HEADER_LENGTH, TimeWindow
 from groupvpn.dataplane.drops import DropCounters
@@ -64,10 +67,9 @@ RETIRED_KEYS = 4096
 def suite_of(sa: GroupSa) -> EspSuite:
     """The ESP suite of a group SA; ValueError if the data plane has none for it.
 
-    AES-GCM has no separate integrity algorithm, so whatever the SA names as its
-    integrity is ignored for a GCM cipher.
+    AES-GCM has no separate integrity algorithm (the SA names none).
     """
-    return ESP_SUITES.get((sa.cipher.name, None)) or esp_suite(sa.cipher.name, sa.integrity.name)
+    return esp_suite(sa.cipher.name, None if sa.integrity is None else sa.integrity.name)
 
 
 def overhead_of(suite: EspSuite, window: TimeWindow) -> int:
@@ -139,8 +141,7 @@ class InstalledSa:
 class SaDatabase:
     """Dynamic policies and keys of every group VPN of one member."""
 
-    def __init__(self, sender_id: IPv4Address, mtu: int, drops: DropCounters) -> None:
-        self._sender_id = sender_id
+    def __init__(self, mtu: int, drops: DropCounters) -> None:
         self._mtu = mtu
         self._drops = drops
         self._vpns: dict[str, VpnKeys] = {}
@@ -206,11 +207,13 @@ class SaDatabase:
         continued: list[bytes] = []
         for digest, (suite, sa, window) in wanted.items():
             old = self._live.get(digest)
-            if old is not None and old.window == window:
+            sender_id = sa.sender_id if suite.is_aead else None
+            if old is not None and old.window == window and old.sender_id == sender_id:
                 live[digest] = old
                 continue
-            # A new key, a key coming back, or a known key with a new window: a new
-            # EspSa, continuing the counters of the old one where there was one.
+            # A new key, a key coming back, or a known key with a new window or sender
+            # ID: a new EspSa, continuing the counters of the old one where there was one
+            # (a counter may go on under a new SID, which no other member has either).
             if old is not None:
                 sequence, nonce = old.sequence, old.nonce_counter
             else:
@@ -218,7 +221,7 @@ class SaDatabase:
                 continued.append(digest)
             live[digest] = EspSa(
                 suite, sa.spi, sa.encryption_key, b"" if suite.is_aead else sa.integrity_key,
-                window=window, sender_id=self._sender_id, counters=self._drops,
+                window=window, sender_id=sender_id, counters=self._drops,
                 sequence=sequence, nonce_counter=nonce,
             )  # fmt: skip
         # Nothing can fail from here on.

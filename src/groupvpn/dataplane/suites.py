@@ -1,13 +1,13 @@
 """The ESP transforms a group SA can use, by their Junos names, with every size ESP needs.
 
-The CBC ciphers and the HMAC integrity algorithms are the ones the key server hands
-out (:data:`groupvpn.server.tek.ESP_CIPHERS`, :data:`~groupvpn.server.tek.ESP_INTEGRITY`):
+The ciphers and the HMAC integrity algorithms are the ones the key server hands out
+(:data:`groupvpn.server.tek.ESP_CIPHERS`, :data:`~groupvpn.server.tek.ESP_INTEGRITY`):
 their names, IPsec DOI numbers and key lengths come from there, so the control plane
 and the data plane cannot disagree about them.  AES-GCM (RFC 4106, 16-octet ICV) is a
 combined mode with no separate integrity algorithm; Junos calls it ``aes-128-gcm`` /
 ``aes-256-gcm`` (``[edit security ipsec proposal] encryption-algorithm``), and its
 keying material is the AES key followed by a 4-octet salt (RFC 4106 §8.1), which is
-what ``TEK_ALGORITHM_KEY`` carries (gdoi-wire.md §7).
+what ``TEK_ALGORITHM_KEY`` carries (gdoi-wire.md §4.5).
 
 Everything here is a table lookup done when a key is installed; a name we do not know
 is a ``ValueError`` then, never a surprise on the packet path.
@@ -22,11 +22,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers import CipherAlgorithm
 from cryptography.hazmat.primitives.ciphers.algorithms import AES
 
-from groupvpn.server.tek import ESP_CIPHERS, ESP_INTEGRITY
-from groupvpn.wire.gdoi_numbers import EspTransform
+from groupvpn.server.tek import ESP_CIPHERS, ESP_INTEGRITY, GCM_SALT_LENGTH
 
-#: RFC 4106 §8.1: the salt at the end of the keying material of AES-GCM.
-GCM_SALT_LENGTH = 4
 #: RFC 4106 §3.1: the explicit IV of AES-GCM in ESP.
 GCM_IV_LENGTH = 8
 #: ESP_AES_GCM_16: the only ICV length we offer (the strongest of RFC 4106's 8/12/16).
@@ -50,8 +47,8 @@ _CBC_BLOCKS = {
     "aes-256-cbc": 16,
 }
 
-#: AES-GCM name -> AES key length (octets, salt excluded).
-_GCM_KEYS = {"aes-128-gcm": 16, "aes-256-gcm": 32}
+#: The AES-GCM ciphers (the combined ones) by name.
+_GCM_CIPHERS = tuple(name for name, cipher in ESP_CIPHERS.items() if cipher.combined)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,12 +132,14 @@ def _cbc_suite(cipher: str, integrity: str) -> EspSuite:
 
 
 def _gcm_suite(cipher: str) -> EspSuite:
+    spec = ESP_CIPHERS[cipher]
+    assert spec.salt_length == GCM_SALT_LENGTH
     return EspSuite(
         cipher=cipher,
         integrity=None,
-        transform_id=EspTransform.ESP_AES_GCM_16,
-        key_length=_GCM_KEYS[cipher],
-        salt_length=GCM_SALT_LENGTH,
+        transform_id=spec.transform_id,
+        key_length=spec.key_length,
+        salt_length=spec.salt_length,
         block_size=16,
         iv_length=GCM_IV_LENGTH,
         icv_length=GCM_ICV_LENGTH,
@@ -154,7 +153,7 @@ ESP_SUITES: dict[tuple[str, str | None], EspSuite] = {
     (suite.cipher, suite.integrity): suite
     for suite in (
         *(_cbc_suite(cipher, integrity) for cipher in _CBC_BLOCKS for integrity in _HMACS),
-        *(_gcm_suite(cipher) for cipher in _GCM_KEYS),
+        *(_gcm_suite(cipher) for cipher in _GCM_CIPHERS),
     )
 }
 

@@ -13,6 +13,13 @@ SA and chain their IVs per message ID (gdoi-wire.md §2.5).  Each hash covers
 every payload after HASH in its message, exactly as sent.  The key server
 commits nothing until HASH(3) proves the member received the policy.
 
+Sender IDs (v2 only, RFC 6407 §3.2, §5.5, §5.6.4; RFC 6054): a member offered a
+counter-mode TEK (AES-GCM) in message 2 asks for one SID with a GAP carrying
+``SENDER_ID_REQUEST`` in message 3, under HASH(3).  The key server allocates it when
+HASH(3) verifies and appends a KD key packet of type SID to message 4's KD
+(:mod:`groupvpn.gdoi.sender_ids`); or refuses the registration with a Notify when it
+has none left.
+
 :class:`PullInitiator` and :class:`PullResponder` only turn datagrams into
 datagrams; retransmission, timers and what a registration means for a group
 belong to the member and server cores.  Both raise :class:`PullError` for a
@@ -25,18 +32,25 @@ from __future__ import annotations
 import enum
 import hmac
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from groupvpn.crypto import keymat
 from groupvpn.crypto.hashes import HashAlgorithm
+from groupvpn.gdoi.sender_ids import (
+    SenderId,
+    offers_counter_mode,
+    requested_sender_ids,
+    sender_id_request,
+    sid_key_packet,
+)
 from groupvpn.ike.rules import MessageRule, violation
 from groupvpn.ike.sa import IkeSa
 from groupvpn.wire.buffer import DecodeError
 from groupvpn.wire.constants import ExchangeType, IdType, NotifyType
 from groupvpn.wire.constants import PayloadType as P
 from groupvpn.wire.dialect import Dialect
-from groupvpn.wire.gdoi import GdoiSaPayload, KeyDownloadPayload, SeqPayload
+from groupvpn.wire.gdoi import GapPayload, GdoiSaPayload, KeyDownloadPayload, SeqPayload
 from groupvpn.wire.message import IsakmpHeader, PayloadChain, encode_payloads
 from groupvpn.wire.payloads import HashPayload, IdPayload, NoncePayload, Payload
 
@@ -70,6 +84,9 @@ class GroupOffer:
     key_download: KeyDownloadPayload
     #: Present exactly when the group has a KEK (gdoi-wire.md §5.1).
     sequence: int | None = None
+    #: The sender IDs the member was given in message 4 (its KD then ends with their
+    #: SID packet); set by the responder when it answers message 3.
+    sender_ids: tuple[SenderId, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +97,8 @@ class Registration:
     sa: GdoiSaPayload
     key_download: KeyDownloadPayload
     sequence: int | None
+    #: How many sender IDs our message 3 asked for (0: no GAP was sent).
+    sender_ids_requested: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +225,7 @@ class PullInitiator(_PullExchange):
         self.ni_b = nonce
         self._stage = _Stage.SENT_1
         self._policy: GdoiSaPayload | None = None
+        self._sender_ids_requested = 0
 
     def first_message(self) -> bytes:
         return self._protect(
@@ -222,7 +242,12 @@ class PullInitiator(_PullExchange):
             assert nonce is not None and policy is not None  # the rule guarantees both
             self.nr_b, self._policy = nonce.data, policy
             self._stage = _Stage.SENT_3
-            return PullProgress(send=self._protect(self._hash3, []))
+            third: list[Payload] = []
+            if self.dialect.sender_ids and offers_counter_mode(policy):
+                # RFC 6407 §3.2: GAP with SENDER_ID_REQUEST, covered by HASH(3).
+                self._sender_ids_requested = 1
+                third.append(sender_id_request(self._sender_ids_requested))
+            return PullProgress(send=self._protect(self._hash3, third))
         if self._stage is _Stage.SENT_3:
             chain = self._open(header, data, 4, self._hash4)
             key_download = _first(chain, KeyDownloadPayload)
@@ -237,6 +262,7 @@ class PullInitiator(_PullExchange):
             result = Registration(
                 self.group_id, self._policy, key_download,
                 sequence.sequence if sequence is not None else None,
+                self._sender_ids_requested,
             )  # fmt: skip
             return PullProgress(registration=result)
         raise DecodeError(f"GROUPKEY-PULL message after the exchange {self._stage.value}", 0)
@@ -244,17 +270,28 @@ class PullInitiator(_PullExchange):
 
 #: The key server's policy decision for a member: (group id, IKE SA) -> offer or refusal.
 Admission = Callable[[int, IkeSa], GroupOffer | PullError]
+#: The key server's sender IDs for a member that asked in message 3: (group id, how
+#: many it asked for) -> the SIDs it gets, or a refusal of the registration.
+SenderIdGrant = Callable[[int, int], tuple[SenderId, ...] | PullError]
 
 
 class PullResponder(_PullExchange):
     """The key server's side: authorise, send policy, commit on HASH(3), send keys."""
 
     def __init__(
-        self, sa: IkeSa, *, message_id: int, nonce: bytes, dialect: Dialect, admit: Admission
+        self,
+        sa: IkeSa,
+        *,
+        message_id: int,
+        nonce: bytes,
+        dialect: Dialect,
+        admit: Admission,
+        grant_sender_ids: SenderIdGrant | None = None,
     ) -> None:
         super().__init__(sa, message_id, dialect)
         self.nr_b = nonce
         self._admit = admit
+        self._grant_sender_ids = grant_sender_ids
         self._stage = _Stage.WAIT_1
         self._offer: GroupOffer | None = None
         self.group_id: int | None = None
@@ -278,12 +315,25 @@ class PullResponder(_PullExchange):
                 send=self._protect(self._hash2, [NoncePayload(self.nr_b), decision.sa])
             )
         if self._stage is _Stage.SENT_2:
-            self._open(header, data, 3, self._hash3)
-            assert self._offer is not None
+            chain = self._open(header, data, 3, self._hash3)
+            assert self._offer is not None and self.group_id is not None
+            offer = self._offer
+            wanted = requested_sender_ids(_first(chain, GapPayload))
+            if wanted and self.dialect.sender_ids and self._grant_sender_ids is not None:
+                # RFC 6407 §5.6.4: the SIDs go in message 4's KD, as a SID key packet.
+                granted = self._grant_sender_ids(self.group_id, wanted)
+                if isinstance(granted, PullError):
+                    raise granted
+                if granted:
+                    packets = (*offer.key_download.packets, sid_key_packet(granted))
+                    offer = replace(
+                        offer, key_download=KeyDownloadPayload(packets), sender_ids=granted
+                    )
+                    self._offer = offer
             payloads: list[Payload] = []
-            if self._offer.sequence is not None:
-                payloads.append(SeqPayload(self._offer.sequence))
-            payloads.append(self._offer.key_download)
+            if offer.sequence is not None:
+                payloads.append(SeqPayload(offer.sequence))
+            payloads.append(offer.key_download)
             self._stage = _Stage.SENT_4
-            return PullProgress(send=self._protect(self._hash4, payloads), admitted=self._offer)
+            return PullProgress(send=self._protect(self._hash4, payloads), admitted=offer)
         raise DecodeError(f"GROUPKEY-PULL message after the exchange {self._stage.value}", 0)

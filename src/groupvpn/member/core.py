@@ -20,6 +20,7 @@ drives.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import secrets
 import traceback
@@ -49,6 +50,7 @@ from groupvpn.member.keys import (
     group_clock_ms,
     group_kek,
     group_sas,
+    registration_sender_id,
 )
 from groupvpn.member.push_inbox import PushDrops, PushInbox
 from groupvpn.member.rekeys import AckSender, GroupKeys, RekeyStatus
@@ -101,7 +103,13 @@ class MemberCore:
         self.dialect = dialect
         self._vpns = {vpn.name: VpnRecord(vpn) for vpn in vpns}
         self._keys = {
-            vpn.name: GroupKeys(vpn.name, vpn.group_id, vpn.heartbeat_threshold, policy_filter)
+            vpn.name: GroupKeys(
+                vpn.name,
+                vpn.group_id,
+                vpn.heartbeat_threshold,
+                policy_filter,
+                asks_sender_ids=dialect.sender_ids,
+            )
             for vpn in vpns
         }
         self._inbox = PushInbox(self._keys, dialect)
@@ -294,7 +302,13 @@ class MemberCore:
         name = vpn.config.name
         try:
             kek = group_kek(name, registration, now)
-            sas = group_sas(name, registration, now)
+            sender_id = registration_sender_id(registration)
+            # Counter-mode keys encrypt with this registration's SID (RFC 6054), none
+            # other: docs/dataplane.md §4.
+            sas = [
+                dataclasses.replace(sa, sender_id=sender_id) if sa.cipher.counter_mode else sa
+                for sa in group_sas(name, registration, now)
+            ]
             clock = group_clock_ms(registration.sa)
         except UnusableTek as exc:
             # Nothing of it is kept: keys we cannot rekey, or a policy we cannot
@@ -310,6 +324,7 @@ class MemberCore:
         vpn.last_error = ""
         keys = self._keys[name]
         atd = activation_time_delay(registration.sa)
+        keys.sender_id_received(sender_id, registration.sender_ids_requested > 0)
         changes, installed = keys.registered(sas, kek, atd, clock, ack, now)
         self._events.append(Registered(name, registration, tuple(sas), kek, installed))
         self._events.extend(changes)

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Network
 
 from groupvpn.config.model_groups import DEFAULT_ACTIVATION_TIME_DELAY
+from groupvpn.gdoi.sender_ids import SenderId
 from groupvpn.member.keys import GroupSa
 
 __all__ = [
@@ -115,7 +116,7 @@ class KeyStatus:
     spi: bytes
     selectors: PolicySelectors
     cipher: str
-    integrity: str
+    integrity: str | None  # None for AES-GCM
     state: KeyState
     delivery: Delivery
     received_at: float
@@ -123,6 +124,8 @@ class KeyStatus:
     activates_at: float | None  # pending keys only
     removed_at: float  # the hard lifetime, or earlier once retiring under the ATD rule
     lifetime_remaining: float
+    #: AES-GCM: the sender ID the key encrypts with (None: it cannot encrypt).
+    sender_id: SenderId | None = None
 
 
 @dataclass(slots=True)
@@ -282,7 +285,8 @@ class GroupKeyring:
                 spi=key.sa.spi,
                 selectors=selectors,
                 cipher=key.sa.cipher.name,
-                integrity=key.sa.integrity.name,
+                integrity=None if key.sa.integrity is None else key.sa.integrity.name,
+                sender_id=key.sa.sender_id,
                 state=key.state,
                 delivery=key.delivery,
                 received_at=key.received_at,

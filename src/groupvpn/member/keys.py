@@ -4,6 +4,12 @@ The SA payload says what each key is for (selectors, algorithms, remaining
 lifetime) and the KD payload carries the keys, matched by SPI.  A TEK or KEK
 the member cannot use (unknown algorithm, missing or wrong-sized keys, a
 public key that does not parse) is reported, not guessed.
+
+An AES-GCM key also needs this member's sender ID (RFC 6054): the one the
+registration brought in its KD SID packet (:func:`registration_sender_id`).  Each
+:class:`GroupSa` carries the sender ID of the registration it came with, or that
+preceded the push it came in, so a key is only ever used with a SID the same key
+server run handed out.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from groupvpn.gdoi.push import (
     read_group_clock,
 )
 from groupvpn.gdoi.push_ack import acks_requested
+from groupvpn.gdoi.sender_ids import SenderId, sender_ids_of
 from groupvpn.server.kek import (
     KEK_CIPHERS,
     REKEY_PROTOCOL_UDP,
@@ -74,13 +81,27 @@ class GroupSa:
     destination_port: int
     protocol: int
     cipher: EspCipher
-    integrity: EspIntegrity
+    #: None for a combined cipher (AES-GCM), which authenticates by itself.
+    integrity: EspIntegrity | None
     expires_at: float
+    #: The cipher key; for AES-GCM the key followed by the 4-octet salt.
     encryption_key: bytes = field(repr=False)
+    #: The HMAC key; empty for AES-GCM.
     integrity_key: bytes = field(repr=False)
     #: The group's `anti-replay-time-window` in seconds (None: `no-anti-replay`), as
     #: the SA TEK announces it (docs/rekey-wire.md §4); the Junos default when absent.
     anti_replay_window: int | None = DEFAULT_ANTI_REPLAY_TIME_WINDOW
+    #: Counter modes (AES-GCM): this member's sender ID for the key, from the
+    #: registration it came with or that preceded its push; None: it must not
+    #: encrypt with the key (docs/dataplane.md §4).
+    sender_id: SenderId | None = None
+
+    @property
+    def suite_name(self) -> str:
+        """``aes-128-cbc/hmac-sha1-96`` or ``aes-128-gcm``."""
+        if self.integrity is None:
+            return self.cipher.name
+        return f"{self.cipher.name}/{self.integrity.name}"
 
     @property
     def selector(self) -> str:
@@ -180,6 +201,20 @@ def tek_sas(
     return result
 
 
+def registration_sender_id(registration: Registration) -> SenderId | None:
+    """This member's sender ID from a registration's KD SID packet; None if it has none.
+
+    We ask for one SID (groupvpn.gdoi.sender_ids); should a key server send more, the
+    first is ours to use and the rest go unused.  A malformed SID packet makes the
+    registration unusable (UnusableTek), like a malformed key.
+    """
+    try:
+        found = sender_ids_of(registration.key_download)
+    except ValueError as exc:
+        raise UnusableTek(f"sender ID: {exc}") from exc
+    return found[0] if found else None
+
+
 def listed_teks(sa: GdoiSaPayload | None) -> list[TekSelectors]:
     """The ESP SA TEKs a heartbeat lists, by SPI and selectors.
 
@@ -231,13 +266,25 @@ def _group_sa(
     cipher = _CIPHERS_BY_WIRE.get((tek.transform_id, key_length))
     if cipher is None:
         raise UnusableTek(f"ESP transform {tek.transform_id} / key length {key_length}")
-    integrity = _INTEGRITY_BY_WIRE.get(attributes.get(IpsecAttribute.AUTHENTICATION_ALGORITHM, 0))
-    if integrity is None:
-        raise UnusableTek("authentication algorithm missing or not supported")
+    authentication = attributes.get(IpsecAttribute.AUTHENTICATION_ALGORITHM)
+    integrity: EspIntegrity | None = None
+    if cipher.combined:
+        # RFC 4106 §8.4: AES-GCM takes no authentication algorithm.
+        if authentication is not None:
+            raise UnusableTek(f"{cipher.name} with authentication algorithm {authentication}")
+    else:
+        integrity = _INTEGRITY_BY_WIRE.get(authentication or 0)
+        if integrity is None:
+            raise UnusableTek("authentication algorithm missing or not supported")
     encryption_key = material.get(TekKeyAttribute.TEK_ALGORITHM_KEY, b"")
     integrity_key = material.get(TekKeyAttribute.TEK_INTEGRITY_KEY, b"")
-    if len(encryption_key) != cipher.key_length or len(integrity_key) != integrity.key_length:
-        raise UnusableTek(f"key lengths do not match {cipher.name}/{integrity.name}")
+    integrity_length = 0 if integrity is None else integrity.key_length
+    if (
+        len(encryption_key) != cipher.keying_material_length
+        or len(integrity_key) != integrity_length
+    ):
+        suite = cipher.name if integrity is None else f"{cipher.name}/{integrity.name}"
+        raise UnusableTek(f"key lengths do not match {suite}")
     lifetime = attributes.get(IpsecAttribute.SA_LIFE_DURATION, 3600)
     window = attributes.get(ANTI_REPLAY_WINDOW_ATTRIBUTE, DEFAULT_ANTI_REPLAY_TIME_WINDOW)
     return GroupSa(

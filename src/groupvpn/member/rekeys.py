@@ -16,7 +16,11 @@ which changes the keys and says what to send back.
   (of a policy our scope policies accept) we do not hold means we missed a
   rekey.
 * :meth:`GroupKeys.renewal` says when the VPN must register again: missed
-  heartbeats, a missed rekey, or no newer key by lifetime - 3 x ATD.
+  heartbeats, a missed rekey, no newer key by lifetime - 3 x ATD, or (v2) a
+  pushed counter-mode key when the last registration asked for no sender ID.
+* Counter-mode (AES-GCM) keys from a push encrypt with the sender ID of the
+  registration before it (:attr:`GroupKeys.sender_id`): the same key server run
+  handed out both, so no other member has that SID for them.
 
 A push is taken whole or not at all: anything in it the member cannot use
 (an unusable TEK or KEK) raises :class:`UnusablePush` before any state changes.
@@ -34,10 +38,17 @@ from groupvpn.gdoi.push import KekMaterial, PushOpened, PushReceiver
 from groupvpn.gdoi.push_ack import AckKey, build_ack
 from groupvpn.gdoi.push_deletes import deleted_kek_spis, deleted_tek_spis
 from groupvpn.gdoi.push_sig import sig_hash
+from groupvpn.gdoi.sender_ids import SenderId
 from groupvpn.member.group_clock import GroupClock
 from groupvpn.member.heartbeat import HeartbeatMonitor
 from groupvpn.member.install import JsonDict, PolicyFilter
-from groupvpn.member.keyring import GroupKeyring, KeyChange, KeyStatus, PolicySelectors
+from groupvpn.member.keyring import (
+    GroupKeyring,
+    KeyChange,
+    KeyState,
+    KeyStatus,
+    PolicySelectors,
+)
 from groupvpn.member.keys import (
     GroupKek,
     GroupSa,
@@ -130,7 +141,13 @@ class GroupKeys:
     """The keys, KEK, heartbeat watch and group clock of one group VPN."""
 
     def __init__(
-        self, vpn: str, group_id: int, heartbeat_threshold: int, policy_filter: PolicyFilter
+        self,
+        vpn: str,
+        group_id: int,
+        heartbeat_threshold: int,
+        policy_filter: PolicyFilter,
+        *,
+        asks_sender_ids: bool = False,
     ) -> None:
         self.vpn = vpn
         self.group_id = group_id
@@ -156,8 +173,23 @@ class GroupKeys:
         self._rekeyed_while_pulling: int | None = None
         # When the key server deleted our KEK (it evicted a member): register again.
         self._kek_deleted_at: float | None = None
+        #: Our sender ID from the last registration (None: it brought none), for the
+        #: counter-mode keys of the pushes that follow it.
+        self.sender_id: SenderId | None = None
+        # Whether our registrations ask for sender IDs at all (the v2 dialect), and
+        # whether the last one did (it was offered a counter-mode key).
+        self._asks_sender_ids = asks_sender_ids
+        self._sender_id_requested = False
 
     # -- registration ----------------------------------------------------------------
+
+    def sender_id_received(self, sender_id: SenderId | None, requested: bool) -> None:
+        """A registration brought this sender ID (None: none), having asked or not.
+
+        Every registration replaces it: a SID is good for the keys of the key server
+        run that handed it out, and the next registration may be with a restarted one.
+        """
+        self.sender_id, self._sender_id_requested = sender_id, requested
 
     def pull_started(self) -> None:
         """A GROUPKEY-PULL begins: pushes from now on may be newer than its answer."""
@@ -213,6 +245,7 @@ class GroupKeys:
     def clear(self, now: float) -> list[KeyChange]:
         """Forget every key, the KEK and the group clock (`clear ...`)."""
         self.kek = self._ack = self.monitor = None
+        self.sender_id, self._sender_id_requested = None, False
         self._pulling, self._rekeyed_while_pulling = False, None
         self._kek_deleted_at = None
         self._rejected = {}
@@ -323,6 +356,13 @@ class GroupKeys:
             new_sas = (
                 [] if sa is None or kd is None else tek_sas(self.vpn, self.group_id, sa, kd, now)
             )
+            # Counter-mode keys encrypt with the SID of our last registration (None:
+            # they only decrypt, and renewal() registers again to ask for one).
+            new_sas = [
+                dataclasses.replace(sa, sender_id=self.sender_id)
+                if sa.cipher.counter_mode else sa
+                for sa in new_sas
+            ]  # fmt: skip
             new_kek = None
             if opened.new_kek is not None and kd is not None:
                 new_kek = kek_of(
@@ -375,7 +415,25 @@ class GroupKeys:
         refresh = self._kek_refresh_at()
         if refresh is not None and refresh <= now:
             return Renewal("no new KEK by its lifetime - 3 x activation-time-delay")
+        if self._needs_sender_id(now):
+            return Renewal("a rekey brought an AES-GCM key and we have no sender ID for it")
         return None
+
+    def _needs_sender_id(self, now: float) -> bool:
+        """A counter-mode key that is to encrypt cannot, for want of a SID never asked for.
+
+        Only then: had the last registration asked and got none (a key server that
+        hands out none), registering again would only ask again.
+        """
+        if not self._asks_sender_ids or self._sender_id_requested:
+            return False
+        for status in self.keyring.status(now):
+            if status.state is KeyState.RETIRING:
+                continue
+            sa = self.keyring.decrypt_key(status.spi)
+            if sa is not None and sa.cipher.counter_mode and sa.sender_id is None:
+                return True
+        return False
 
     def _kek_refresh_at(self) -> float | None:
         """The keyring's refresh rule, for the KEK: a rollover should come before then."""

@@ -80,7 +80,11 @@ def group_definition(config: Config, group: ServerGroup) -> GroupDefinition:
                 destination_port=match.destination_port,
                 protocol=match.protocol,
                 cipher=ESP_CIPHERS[sa.proposal.encryption_algorithm],
-                integrity=ESP_INTEGRITY[sa.proposal.authentication_algorithm],
+                integrity=(
+                    None
+                    if sa.proposal.authentication_algorithm is None
+                    else ESP_INTEGRITY[sa.proposal.authentication_algorithm]
+                ),
                 lifetime_seconds=sa.proposal.lifetime_seconds,
             )
             for sa in group.ipsec_sas

@@ -50,6 +50,7 @@ def ipsec_security_associations(keys: Iterable[KeyStatus], clock: Clock) -> Json
                 "spi": key.spi.hex(),
                 "encryption": key.cipher,
                 "authentication": key.integrity,
+                "sender-id": None if key.sender_id is None else key.sender_id.value,
                 "lifetime-remaining": clock.remaining(key.expires_at),
                 **_selectors(key),
                 "state": key.state.value,

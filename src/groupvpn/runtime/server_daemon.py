@@ -47,7 +47,7 @@ from groupvpn.runtime.server_setup import ServerSetup, SetupError, load_server_s
 from groupvpn.runtime.state import SIGNING_KEY_FILE, StateDirectory, StateError
 from groupvpn.server import rekey_events
 from groupvpn.server.core import KeyServerCore
-from groupvpn.server.groups import GroupDefinition, GroupKeyServer
+from groupvpn.server.groups import GroupDefinition, GroupKeyServer, counter_mode_problem
 from groupvpn.server.rekey import RekeyReason
 from groupvpn.server.rekeying import KeyServerRekeying, MulticastDatagram, RekeyRefused
 from groupvpn.server.signing import SigningKey
@@ -64,6 +64,10 @@ async def run_server(
 ) -> int:
     """Serve until told to stop; 0 on a clean stop."""
     loop = asyncio.get_running_loop()
+    for group in setup.groups:
+        # AES-GCM needs sender IDs, which only the v2 dialect hands out (RFC 6407).
+        if (problem := counter_mode_problem(group, options.dialect)) is not None:
+            raise StartupError(problem)
     daemon = Daemon(options)
     daemon.describers.append(rekey_events.describe)
     daemon.open_debug_keys()

@@ -40,6 +40,7 @@ def registered_members(
                 "address": record.address,
                 "gateway": record.gateway,
                 "registered": clock.utc(record.registered_at),
+                "sender-id": None if record.sender_id is None else record.sender_id.value,
                 "state": registered_state(status),
                 "last-acked-sequence": None if status is None else status.last_acked_seq,
                 "last-ack": (
@@ -64,7 +65,7 @@ def ipsec_security_associations(groups: GroupKeyServer, clock: Clock) -> JsonDic
                     "policy": policy.name,
                     "spi": tek.spi.hex(),
                     "encryption": policy.cipher.name,
-                    "authentication": policy.integrity.name,
+                    "authentication": None if policy.integrity is None else policy.integrity.name,
                     "lifetime-remaining": clock.remaining(tek.expires_at),
                     **selectors(policy.source, policy.destination, policy.source_port,
                                  policy.destination_port, policy.protocol),

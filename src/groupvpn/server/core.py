@@ -137,6 +137,7 @@ class KeyServerCore:
                 admit=lambda group_id, ike_sa: self.groups.admit(
                     group_id, ike_sa, now, self.ike.local_address
                 ),
+                grant_sender_ids=self.groups.grant_sender_ids,
             )
         else:
             responder = entry[0]
@@ -164,7 +165,8 @@ class KeyServerCore:
         if progress.send is not None:
             self.ike.send(sa, progress.send)
         if progress.admitted is not None and responder.group_id is not None:
-            record = self.groups.commit(responder.group_id, sa, now)
+            sender_ids = progress.admitted.sender_ids
+            record = self.groups.commit(responder.group_id, sa, now, sender_ids)
             self._events.append(MemberRegistered(record))
             if self.rekeying is not None:
                 sequence = progress.admitted.sequence

@@ -16,6 +16,18 @@ and the KEK, and says what a push carries: the group's whole current policy set,
 the next KEK on a rollover, and (v2) Deletes for the keys of withdrawn policies.
 It also keeps each member's ACK key, derived when HASH(3) verified; the key is
 secret and never appears in a repr, a view or a log.
+
+Sender IDs (v2, RFC 6054 / RFC 6407 §5.6.4): a member that asks in PULL message 3
+gets one fresh SID of its group, from a counter that only goes up, 0, 1, 2, ...
+(:meth:`GroupKeyServer.grant_sender_ids`).  A member keeps its SID for every key
+of the group, pushed ones too, until it registers again (then it gets a new one),
+so a SID handed out is never handed out again while this process runs: no two
+senders ever share a GCM nonce under any key of ours.  A restart of the key server
+starts the count again, which is safe because it also starts with new keys, none of
+them known to members registered before (nothing of the group keys is persisted;
+should they ever be, the count must be persisted with them).  When a group has
+given out all 2^24 SIDs, further registrations that ask for one are refused with a
+Notify and a log line until the key server restarts (docs/rekey-wire.md §6).
 """
 
 from __future__ import annotations
@@ -30,6 +42,7 @@ from groupvpn.gdoi.push import PushContent, stamp_group_clock
 from groupvpn.gdoi.push_ack import AckKey, derive_ack_key
 from groupvpn.gdoi.push_deletes import tek_delete
 from groupvpn.gdoi.push_sig import sig_hash
+from groupvpn.gdoi.sender_ids import SID_BITS, SenderId
 from groupvpn.ike.sa import IkeSa
 from groupvpn.server.delivery import DeliverySettings
 from groupvpn.server.kek import Kek, KekPolicy, new_kek
@@ -87,6 +100,8 @@ class MemberRecord:
     address: str
     gateway: str
     registered_at: float
+    #: The sender ID this registration got (counter modes, v2), if it asked for one.
+    sender_id: SenderId | None = None
 
 
 @dataclass
@@ -113,6 +128,27 @@ class _GroupState:
     #: (the TEKs' SPIs and remaining seconds).  A burst of registrations gets the
     #: same octets, so they are built once per second rather than once per member.
     offered_teks: tuple[object, tuple[SaTekPayload, ...], tuple[KeyPacket, ...]] | None = None
+    #: The next sender ID to hand out: every registration that asks gets a new one,
+    #: and none is ever given twice in this process (module docstring).
+    next_sender_id: int = 0
+
+
+def counter_mode_problem(group: GroupDefinition, dialect: Dialect) -> str | None:
+    """Why ``group`` cannot run in ``dialect``: a counter-mode cipher without sender IDs.
+
+    AES-GCM with a key shared by the whole group is safe only with sender IDs
+    (RFC 6054), and only RFC 6407 (v2) carries them.
+    """
+    if dialect.sender_ids:
+        return None
+    for policy in group.policies:
+        if policy.cipher.counter_mode:
+            return (
+                f"group {group.name}: match-policy {policy.name} uses {policy.cipher.name}, "
+                f"which needs sender IDs (RFC 6054) that only the v2 dialect (RFC 6407) "
+                f"hands out; run the key server with --dialect v2 or use a CBC proposal"
+            )
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +200,8 @@ class GroupKeyServer:
                 raise ValueError(
                     f"group {group.name} has server-member-communication: a signing key is needed"
                 )
+            if (problem := counter_mode_problem(group, dialect)) is not None:
+                raise ValueError(problem)
             self._groups[group.group_id] = _GroupState(group)
 
     def admit(
@@ -187,10 +225,44 @@ class GroupKeyServer:
             )
         return self._offer(state, sa, now, local_address)
 
-    def commit(self, group_id: int, sa: IkeSa, now: float) -> MemberRecord:
+    def grant_sender_ids(self, group_id: int, wanted: int) -> tuple[SenderId, ...] | PullError:
+        """The sender ID of a registration that asked for ``wanted`` (we give one).
+
+        Called when the member's HASH(3) verified; the SID goes in message 4 and is
+        never given again in this process, whether or not message 4 arrives.  A
+        group out of SIDs refuses the registration (module docstring).
+        """
+        state = self._groups.get(group_id)
+        if state is None:
+            return PullError(
+                f"group-id {group_id} is not configured", NotifyType.INVALID_ID_INFORMATION
+            )
+        if wanted < 1:
+            return ()
+        value = state.next_sender_id
+        if value >= 1 << SID_BITS:
+            return PullError(
+                f"group {state.definition.name} has handed out all {1 << SID_BITS} sender IDs "
+                f"since the key server started: registrations asking for one (AES-GCM) are "
+                f"refused until it restarts",
+                NotifyType.NO_PROPOSAL_CHOSEN,
+            )
+        state.next_sender_id = value + 1
+        return (SenderId(value, SID_BITS),)
+
+    def sender_ids_left(self, group_id: int) -> int:
+        """How many sender IDs the group can still hand out in this process."""
+        return max(0, (1 << SID_BITS) - self._groups[group_id].next_sender_id)
+
+    def commit(
+        self, group_id: int, sa: IkeSa, now: float, sender_ids: tuple[SenderId, ...] = ()
+    ) -> MemberRecord:
         """Record a member whose HASH(3) verified (it has the policy; keys follow)."""
         state = self._groups[group_id]
-        record = MemberRecord(state.definition.name, group_id, sa.peer[0], sa.policy.gateway, now)
+        record = MemberRecord(
+            state.definition.name, group_id, sa.peer[0], sa.policy.gateway, now,
+            sender_ids[0] if sender_ids else None,
+        )  # fmt: skip
         state.members[record.address] = record
         kek = self._kek(state, now)
         if kek is not None and sa.keys is not None:
@@ -228,6 +300,8 @@ class GroupKeyServer:
                 raise ValueError(
                     f"group {group.name} has server-member-communication: a signing key is needed"
                 )
+            if (problem := counter_mode_problem(group, self.dialect)) is not None:
+                raise ValueError(problem)
             wanted[group.group_id] = group
         running = {group_id: state.definition for group_id, state in self._groups.items()}
         changes = diff_groups(running, wanted)

@@ -3,6 +3,12 @@
 Junos names the suites in `[edit security group-vpn server ipsec proposal]`;
 the wire names them with IPsec DOI numbers (RFC 2407 §4.4.4, §4.5).  The two
 tables below are the only place that maps one onto the other.
+
+AES-GCM (RFC 4106, the 16-octet ICV: ESP transform 20) is a combined mode: its SA
+TEK has no AUTHENTICATION_ALGORITHM, its key packet no TEK_INTEGRITY_KEY, and its
+TEK_ALGORITHM_KEY is the AES key followed by the 4-octet salt (RFC 4106 §8.1).  It is
+a counter mode, so every sender needs a sender ID (groupvpn.gdoi.sender_ids): only
+the v2 dialect carries them.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from ipaddress import IPv4Network
 
 from groupvpn.config.model_groups import DEFAULT_ANTI_REPLAY_TIME_WINDOW
 from groupvpn.gdoi.push import ANTI_REPLAY_WINDOW_ATTRIBUTE
+from groupvpn.gdoi.sender_ids import COUNTER_MODE_TRANSFORMS
 from groupvpn.wire.attributes import DataAttribute
 from groupvpn.wire.gdoi_kd import KeyPacket
 from groupvpn.wire.gdoi_numbers import (
@@ -26,14 +33,38 @@ from groupvpn.wire.gdoi_numbers import (
 )
 from groupvpn.wire.gdoi_sa import GdoiId, IpsecTek
 
+#: RFC 4106 §8.1: the salt at the end of AES-GCM's keying material.
+GCM_SALT_LENGTH = 4
+#: ESP transforms that authenticate as they encrypt: AES-GCM (RFC 4106).
+COMBINED_TRANSFORMS = frozenset(
+    {EspTransform.ESP_AES_GCM_8, EspTransform.ESP_AES_GCM_12, EspTransform.ESP_AES_GCM_16}
+)
+
 
 @dataclass(frozen=True, slots=True)
 class EspCipher:
     name: str
     transform_id: int
-    key_length: int  # octets
+    key_length: int  # octets, without the salt of a counter mode
     #: RFC 2407 Key Length attribute, in bits, for variable-length ciphers only.
     key_length_attribute: int | None
+    #: Octets of salt after the key in TEK_ALGORITHM_KEY (AES-GCM: 4, RFC 4106 §8.1).
+    salt_length: int = 0
+
+    @property
+    def combined(self) -> bool:
+        """A combined mode (AES-GCM): it authenticates, so no integrity algorithm goes with it."""
+        return self.transform_id in COMBINED_TRANSFORMS
+
+    @property
+    def counter_mode(self) -> bool:
+        """Its IV is a counter: a key shared by many senders needs sender IDs (RFC 6054)."""
+        return self.transform_id in COUNTER_MODE_TRANSFORMS
+
+    @property
+    def keying_material_length(self) -> int:
+        """Octets of TEK_ALGORITHM_KEY: the key, then the salt."""
+        return self.key_length + self.salt_length
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +82,8 @@ ESP_CIPHERS: dict[str, EspCipher] = {
         EspCipher("aes-128-cbc", EspTransform.ESP_AES_CBC, 16, 128),
         EspCipher("aes-192-cbc", EspTransform.ESP_AES_CBC, 24, 192),
         EspCipher("aes-256-cbc", EspTransform.ESP_AES_CBC, 32, 256),
+        EspCipher("aes-128-gcm", EspTransform.ESP_AES_GCM_16, 16, 128, GCM_SALT_LENGTH),
+        EspCipher("aes-256-gcm", EspTransform.ESP_AES_GCM_16, 32, 256, GCM_SALT_LENGTH),
     )
 }
 
@@ -75,8 +108,14 @@ class GroupPolicySpec:
     destination_port: int
     protocol: int  # 0 = any
     cipher: EspCipher
-    integrity: EspIntegrity
+    #: None exactly for a combined cipher (AES-GCM).
+    integrity: EspIntegrity | None
     lifetime_seconds: int
+
+    def __post_init__(self) -> None:
+        if (self.integrity is None) != self.cipher.combined:
+            needs = "no" if self.cipher.combined else "an"
+            raise ValueError(f"{self.cipher.name} takes {needs} integrity algorithm")
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,10 +143,13 @@ class Tek:
             DataAttribute.basic(IpsecAttribute.SA_LIFE_TYPE, 1),  # seconds
             DataAttribute.basic_or_variable(IpsecAttribute.SA_LIFE_DURATION, self.remaining(now)),
             DataAttribute.basic(IpsecAttribute.ENCAPSULATION_MODE, EncapsulationMode.TUNNEL),
-            DataAttribute.basic(
-                IpsecAttribute.AUTHENTICATION_ALGORITHM, policy.integrity.algorithm
-            ),
         ]
+        if policy.integrity is not None:  # AES-GCM authenticates by itself (RFC 4106 §8.4)
+            attributes.append(
+                DataAttribute.basic(
+                    IpsecAttribute.AUTHENTICATION_ALGORITHM, policy.integrity.algorithm
+                )
+            )
         if policy.cipher.key_length_attribute is not None:
             attributes.append(
                 DataAttribute.basic(IpsecAttribute.KEY_LENGTH, policy.cipher.key_length_attribute)
@@ -133,14 +175,15 @@ class Tek:
         )
 
     def key_packet(self) -> KeyPacket:
-        return KeyPacket(
-            KdType.TEK,
-            self.spi,
-            (
-                DataAttribute.variable(TekKeyAttribute.TEK_ALGORITHM_KEY, self.encryption_key),
-                DataAttribute.variable(TekKeyAttribute.TEK_INTEGRITY_KEY, self.integrity_key),
-            ),
-        )
+        """KD TEK packet: the cipher key (AES-GCM: key and salt) and the HMAC key, if any."""
+        attributes = [
+            DataAttribute.variable(TekKeyAttribute.TEK_ALGORITHM_KEY, self.encryption_key)
+        ]
+        if self.policy.integrity is not None:
+            attributes.append(
+                DataAttribute.variable(TekKeyAttribute.TEK_INTEGRITY_KEY, self.integrity_key)
+            )
+        return KeyPacket(KdType.TEK, self.spi, tuple(attributes))
 
 
 def new_tek(policy: GroupPolicySpec, now: float, spis_in_use: set[bytes]) -> Tek:
@@ -156,8 +199,10 @@ def new_tek(policy: GroupPolicySpec, now: float, spis_in_use: set[bytes]) -> Tek
     return Tek(
         policy=policy,
         spi=spi,
-        encryption_key=secrets.token_bytes(policy.cipher.key_length),
-        integrity_key=secrets.token_bytes(policy.integrity.key_length),
+        encryption_key=secrets.token_bytes(policy.cipher.keying_material_length),
+        integrity_key=(
+            secrets.token_bytes(policy.integrity.key_length) if policy.integrity else b""
+        ),
         created_at=now,
         expires_at=now + policy.lifetime_seconds,
     )

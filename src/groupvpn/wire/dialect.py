@@ -25,13 +25,18 @@ class Dialect:
     has_gap: bool
     #: RFC 3547 defines the POP payload (19); RFC 6407 removed it.
     has_pop: bool
+    #: RFC 6407 hands out sender IDs for counter-mode ciphers in GROUPKEY-PULL (GAP
+    #: SENDER_ID_REQUEST in message 3, a KD SID packet in message 4); RFC 3547 cannot,
+    #: so AES-GCM is offered in v2 only (docs/rekey-wire.md §6).
+    sender_ids: bool = False
 
 
 V1 = Dialect(
     name="v1", sat_id_length_octets=1, sak_has_pop_fields=True, has_gap=False, has_pop=True
 )
 V2 = Dialect(
-    name="v2", sat_id_length_octets=2, sak_has_pop_fields=False, has_gap=True, has_pop=False
-)
+    name="v2", sat_id_length_octets=2, sak_has_pop_fields=False, has_gap=True, has_pop=False,
+    sender_ids=True,
+)  # fmt: skip
 
 DIALECTS = {dialect.name: dialect for dialect in (V1, V2)}
