@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from groupvpn.config import ConfigError, load_config
+from groupvpn.config.model_groups import IpsecEncryptionAlgorithm
 from tests.unit.test_config_groups import KEY, G, M, S, diags, member, only, server, text
 
 EDIT_G1 = ("security", "group-vpn", "server", "group", "g1")
@@ -382,3 +383,75 @@ def test_errors_never_show_the_key() -> None:
         load_config(text(server(f"{G} ike-gateway nope", f"{S} group g2 group-id 1")))
     assert KEY not in str(info.value) and KEY not in repr(info.value)
     assert "Group id must be unique among groups" in str(info.value)
+
+
+# -- AES-GCM proposals ----------------------------------------------------------------------
+
+GCM_PROPOSAL = [
+    f"{S} ipsec proposal gcm encryption-algorithm aes-256-gcm",
+    f"{G} ipsec-sa sa2 proposal gcm",
+    f"{G} ipsec-sa sa2 match-policy q source 10.3.0.0/16",
+    f"{G} ipsec-sa sa2 match-policy q destination 10.4.0.0/16",
+]
+
+
+@pytest.mark.parametrize("cipher", ["aes-128-gcm", "aes-256-gcm"])
+def test_a_gcm_proposal_without_authentication_algorithm_is_accepted(
+    cipher: IpsecEncryptionAlgorithm,
+) -> None:
+    from groupvpn.config.model_groups import IpsecProposal
+    from groupvpn.runtime.binding import group_definitions
+
+    lines = [line.replace("aes-256-gcm", cipher) for line in GCM_PROPOSAL]
+    assert diags(server(*lines)) == []
+    config = load_config(text(server(*lines)))
+    assert config.server is not None
+    assert config.server.ipsec_proposals["gcm"] == IpsecProposal("gcm", cipher, None)
+    (definition,) = group_definitions(config)
+    gcm = {policy.name: policy for policy in definition.policies}["q"]
+    assert gcm.cipher.name == cipher and gcm.integrity is None
+    assert gcm.cipher.counter_mode and gcm.cipher.transform_id == 20
+
+
+def test_a_gcm_proposal_with_an_authentication_algorithm_is_refused() -> None:
+    d = only(server(*GCM_PROPOSAL, f"{S} ipsec proposal gcm authentication-algorithm hmac-sha1-96"))
+    assert d.format() == (
+        "gvpn.conf:20: [edit security group-vpn server ipsec proposal gcm]\n"
+        "  'authentication-algorithm hmac-sha1-96'\n"
+        "    Authentication algorithm must not be configured with encryption-algorithm "
+        "aes-256-gcm"
+    )
+    assert not d.missing_mandatory
+
+
+def test_a_cbc_proposal_still_needs_its_authentication_algorithm() -> None:
+    d = only(server(f"{S} ipsec proposal ip2 encryption-algorithm aes-128-cbc"))
+    assert d.format() == (
+        "gvpn.conf:16: [edit security group-vpn server ipsec]\n"
+        "  'proposal ip2'\n"
+        "    Missing mandatory statement: 'authentication-algorithm'"
+    )
+    assert d.missing_mandatory
+    with pytest.raises(ConfigError) as failure:
+        load_config(text(server(f"{S} ipsec proposal ip2 encryption-algorithm aes-128-cbc")))
+    assert str(failure.value).endswith(
+        "error: configuration check-out failed: (missing mandatory statements)"
+    )
+
+
+def test_a_proposal_with_neither_is_missing_only_its_encryption_algorithm() -> None:
+    d = only(server(f"{S} ipsec proposal ip2 lifetime-seconds 3600"))
+    assert d.message == "Missing mandatory statement: 'encryption-algorithm'"
+
+
+def test_gcm_is_not_a_kek_algorithm() -> None:
+    d = only(server(f"{G} server-member-communication encryption-algorithm aes-128-gcm"))
+    assert d.headline == "syntax error: aes-128-gcm"
+    assert d.message == (
+        "syntax error, expecting one of: des-cbc 3des-cbc aes-128-cbc aes-192-cbc aes-256-cbc"
+    )
+    d = only(server(f"{S} ipsec proposal ip1 encryption-algorithm aes-192-gcm"))
+    assert d.message == (
+        "syntax error, expecting one of: des-cbc 3des-cbc aes-128-cbc aes-192-cbc aes-256-cbc "
+        "aes-128-gcm aes-256-gcm"
+    )

@@ -142,3 +142,21 @@ def test_member_ipsec_statistics_read_like_junos_and_list_only_the_drops_seen():
     assert dropped == ["  outside-anti-replay-window: 2", "  replayed: 1"]
     assert lines[-1] == "  none"  # nothing refused
     assert member_tables.ipsec_statistics({"dataplane": "none"}).startswith("No data plane")
+
+
+def test_gcm_group_sas_show_one_algorithm_without_authentication():
+    from groupvpn.cli import member_tables
+
+    gcm = {"encryption": "aes-128-gcm", "authentication": None}
+    cbc = {"encryption": "aes-128-cbc", "authentication": "hmac-sha1-96"}
+    assert tables.esp_algorithm(gcm) == "ESP:aes-128-gcm"
+    assert tables.esp_algorithm(cbc) == "ESP:aes-128-cbc/hmac-sha1-96"
+    server_view = {"groups": [{"group": "g1", "group-id": 1, "security-associations": [
+        {"policy": "p1", "spi": "0000abcd", **gcm, "lifetime-remaining": 3600,
+         "source": "10.1.0.0/16", "destination": "10.2.0.0/16"}]}]}  # fmt: skip
+    assert "ESP:aes-128-gcm " in server_tables.ipsec_security_associations(server_view)
+    member_view = {"security-associations": [
+        {"vpn": "v1", "group-id": 1, "spi": "0000abcd", **gcm, "sender-id": 3,
+         "state": "active", "lifetime-remaining": 3600, "activates-in": None,
+         "source": "10.1.0.0/16", "destination": "10.2.0.0/16"}]}  # fmt: skip
+    assert "ESP:aes-128-gcm " in member_tables.ipsec_security_associations(member_view)
