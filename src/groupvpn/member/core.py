@@ -326,7 +326,7 @@ class MemberCore:
         atd = activation_time_delay(registration.sa)
         keys.sender_id_received(sender_id, registration.sender_ids_requested > 0)
         changes, installed = keys.registered(sas, kek, atd, clock, ack, now)
-        self._events.append(Registered(name, registration, tuple(sas), kek, installed))
+        self._events.append(Registered(name, registration, tuple(sas), kek, installed, sender_id))
         self._events.extend(changes)
 
     def _ack_sender(self, vpn: VpnRecord, kek: GroupKek | None) -> AckSender | None:

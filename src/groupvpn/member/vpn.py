@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from groupvpn.config.model_groups import DEFAULT_HEARTBEAT_THRESHOLD
 from groupvpn.gdoi.pull import PullInitiator, Registration
+from groupvpn.gdoi.sender_ids import SenderId
 from groupvpn.ike.sa import IkeSa
 from groupvpn.member.keyring import KeyChange
 from groupvpn.member.keys import GroupKek, GroupSa
@@ -57,6 +58,8 @@ class Registered:
     kek: GroupKek | None = None
     #: How many of ``sas`` a scope policy accepted (the rest were discarded).
     installed: int = 0
+    #: The sender ID the registration brought (AES-GCM, v2; None: none).
+    sender_id: SenderId | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,6 +58,7 @@ def describe_event(event: object) -> tuple[int, str]:
         return logging.INFO, (
             f"member registered: group={m.group} group-id={m.group_id} peer={m.address} "
             f"gateway={m.gateway}"
+            + ("" if m.sender_id is None else f" sender-id={m.sender_id.value}")
         )
     if isinstance(event, RegistrationRefused):
         notify = f" notify={notify_name(event.notify)}" if event.notify is not None else ""
@@ -70,9 +71,16 @@ def describe_event(event: object) -> tuple[int, str]:
     if isinstance(event, Registered):
         r = event.registration
         kek = "yes" if r.sa.kek is not None else "no"
-        return logging.INFO, (
-            f"registered: vpn={event.vpn} group-id={r.group_id} teks={len(r.sa.teks)} kek={kek}"
-        )
+        text = f"registered: vpn={event.vpn} group-id={r.group_id} teks={len(r.sa.teks)} kek={kek}"
+        if r.sender_ids_requested:
+            # AES-GCM sends only with a sender ID (docs/dataplane.md §4).
+            if event.sender_id is None:
+                return logging.WARNING, (
+                    f"{text} sender-id=none (the key server sent none: AES-GCM keys "
+                    f"decrypt but never encrypt)"
+                )
+            text += f" sender-id={event.sender_id.value}"
+        return logging.INFO, text
     if isinstance(event, RegistrationFailed):
         return logging.WARNING, (
             f"registration failed: vpn={event.vpn} retry-in={event.retry_in:.1f}s "
