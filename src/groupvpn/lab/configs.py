@@ -72,9 +72,16 @@ def server_config(topology: LabTopology = SPEC_LAB) -> str:
     lines += [
         "",
         "# Phase 2: the group SA proposal",
+        *(
+            []
+            if topology.authentication_algorithm is None
+            else [
+                "set security group-vpn server ipsec proposal group-prop "
+                f"authentication-algorithm {topology.authentication_algorithm}"
+            ]
+        ),
         "set security group-vpn server ipsec proposal group-prop "
-        "authentication-algorithm hmac-sha1-96",
-        "set security group-vpn server ipsec proposal group-prop encryption-algorithm 3des-cbc",
+        f"encryption-algorithm {topology.encryption_algorithm}",
         "set security group-vpn server ipsec proposal group-prop lifetime-seconds 3600",
         "",
         "# The group: identifier, members, server address, unicast rekeys",

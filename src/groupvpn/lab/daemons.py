@@ -49,7 +49,7 @@ def argv(lab: Lab, name: str, extra: Sequence[str] = ()) -> list[str]:
                 *core_interfaces(lab.topology)]  # fmt: skip
     role = "server" if name == "server" else "member"
     command = [*python, "groupvpn", role, "-c", str(lab.config(name)),
-               "--control", str(lab.control(name))]  # fmt: skip
+               "--control", str(lab.control(name)), "--dialect", lab.topology.dialect]  # fmt: skip
     if role == "server":
         command += ["--state-dir", str(lab.state_dir / "server-state")]
     else:

@@ -79,7 +79,10 @@ class LabTopology:
     policy, installed on every member); ``scope`` the prefix the members' scope
     policies admit (their address book's ``net10``).  ``anti_replay_time_window``
     and ``activation_time_delay`` (seconds) go into the key server's group when set;
-    unset, the Junos defaults apply.
+    unset, the Junos defaults apply.  ``encryption_algorithm`` and
+    ``authentication_algorithm`` make the group's IPsec proposal (AES-GCM takes no
+    authentication algorithm, and needs ``dialect`` "v2"); ``dialect`` is every
+    daemon's ``--dialect``.
     """
 
     sites: tuple[Site, ...]
@@ -90,6 +93,9 @@ class LabTopology:
     scope: str = "10.0.0.0/8"
     anti_replay_time_window: int | None = None
     activation_time_delay: int | None = None
+    encryption_algorithm: str = "3des-cbc"
+    authentication_algorithm: str | None = "hmac-sha1-96"
+    dialect: str = "v1"
 
     def __post_init__(self) -> None:
         names = ["server", "core", *self.members, *self.hosts]
