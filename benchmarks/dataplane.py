@@ -28,6 +28,7 @@ import argparse
 import os
 import statistics
 import time
+from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Network
 
 from benchmarks.dataplane_crypto import (
@@ -40,9 +41,10 @@ from benchmarks.dataplane_crypto import (
 )
 from groupvpn.dataplane.engine import DataPlane, ToTun, ToWan
 from groupvpn.dataplane.suites import EspSuite, esp_suite
+from groupvpn.gdoi.sender_ids import SID_BITS, SenderId
 from groupvpn.member.keyring import PolicySelectors
 from groupvpn.member.keys import GroupSa
-from groupvpn.server.tek import ESP_CIPHERS, ESP_INTEGRITY, EspCipher, EspIntegrity
+from groupvpn.server.tek import ESP_CIPHERS, ESP_INTEGRITY
 
 MEMBER = IPv4Address("192.0.2.1")
 PEER = IPv4Address("192.0.2.2")
@@ -51,13 +53,10 @@ POLICY = PolicySelectors(IPv4Network("10.1.0.0/16"), IPv4Network("10.2.0.0/16"),
 
 
 def group_sa(suite: EspSuite, policy: PolicySelectors, spi: int) -> GroupSa:
-    """A group key for ``policy`` in ``suite``, as the member's keyring would hold it."""
-    if suite.is_aead:
-        cipher = EspCipher(suite.cipher, suite.transform_id, suite.keying_material_length, None)
-        integrity = EspIntegrity("none", 0, 0)
-    else:
-        cipher = ESP_CIPHERS[suite.cipher]
-        integrity = ESP_INTEGRITY[suite.integrity or ""]
+    """A group key for ``policy`` in ``suite``, as the member's keyring would hold it
+    (AES-GCM with no integrity algorithm; its sender ID is the member's: see members())."""
+    cipher = ESP_CIPHERS[suite.cipher]
+    integrity = None if suite.is_aead else ESP_INTEGRITY[suite.integrity or ""]
     return GroupSa(
         "vpn1", 1, spi.to_bytes(4, "big"), policy.source, policy.destination,
         policy.source_port, policy.destination_port, policy.protocol, cipher, integrity,
@@ -73,12 +72,14 @@ def members(suite: EspSuite, policies: int) -> tuple[DataPlane, DataPlane]:
         for n in range(policies - 1)
     ]
     keys = [group_sa(suite, policy, 0x1000 + n) for n, policy in enumerate([*misses, POLICY])]
-    shared = keys[-1]
     planes = DataPlane(MEMBER), DataPlane(PEER)
-    for plane in planes:
+    for sid, plane in enumerate(planes):
+        # Each member encrypts AES-GCM with its own sender ID from the key server.
+        own = [replace(key, sender_id=SenderId(sid, SID_BITS)) for key in keys]
         plane.install_keys(
-            "vpn1", 1, [*misses, POLICY], {POLICY: shared, **dict(zip(misses, keys, strict=False))},
-            keys, lambda now: GROUP_TIME + now,
+            "vpn1", 1, [*misses, POLICY],
+            {POLICY: own[-1], **dict(zip(misses, own, strict=False))},
+            own, lambda now: GROUP_TIME + now,
         )  # fmt: skip
     return planes
 
