@@ -300,7 +300,7 @@ class EspSa:
 
     @property
     def nonce_counter(self) -> int:
-        """AES-GCM: the IV counter of the next packet (persist it to survive a restart)."""
+        """AES-GCM: the IV counter of the next packet (after the sender ID in the IV)."""
         return self._sending.state()[1]
 
     def seal(self, payload: bytes, next_header: int) -> bytes | Refused:
