@@ -36,7 +36,7 @@ from groupvpn.gdoi.sender_ids import (
 from groupvpn.ike.endpoint import IkeEndpoint
 from groupvpn.ike.sa import IkeSa
 from groupvpn.member.core import GroupVpn, MemberCore, Registered, RegistrationFailed
-from groupvpn.member.keys import GroupSa, UnusableTek, registration_sender_id
+from groupvpn.member.keys import GroupSa, UnusableTek, group_sas, registration_sender_id
 from groupvpn.member.rekeys import GroupKeys
 from groupvpn.server.core import KeyServerCore, MemberRegistered, RegistrationRefused
 from groupvpn.server.groups import GroupDefinition, GroupKeyServer
@@ -44,7 +44,7 @@ from groupvpn.server.tek import ESP_CIPHERS, ESP_INTEGRITY, GroupPolicySpec
 from groupvpn.wire.attributes import DataAttribute
 from groupvpn.wire.constants import ExchangeType, NotifyType
 from groupvpn.wire.dialect import V1, V2, Dialect
-from groupvpn.wire.gdoi import GapPayload, KeyDownloadPayload, KeyPacket
+from groupvpn.wire.gdoi import GapPayload, GdoiSaPayload, KeyDownloadPayload, KeyPacket
 from groupvpn.wire.gdoi_numbers import (
     EspTransform,
     GapAttribute,
@@ -53,7 +53,7 @@ from groupvpn.wire.gdoi_numbers import (
     SidAttribute,
     TekKeyAttribute,
 )
-from groupvpn.wire.message import decode_payloads, encode_payloads
+from groupvpn.wire.message import IsakmpHeader, decode_payloads, encode_payloads
 from groupvpn.wire.payloads import DecodeContext
 from tests.ikepair import make_pair, peer
 from tests.unit.test_registration import MEMBER_IP, SERVER_IP, Net
@@ -123,8 +123,6 @@ def test_a_gcm_sa_tek_and_key_packet_have_the_rfc_4106_shape(
     assert encoded[17:21] == b"\x00\x01" + octets.to_bytes(2, "big")
     # The member reads it back as a GCM group SA without integrity.
     registration = Registration(1, offer.sa, offer.key_download, None)
-    from groupvpn.member.keys import group_sas
-
     (sa,) = group_sas("vpn1", registration, 0.0)
     assert sa.cipher.name == cipher and sa.integrity is None and sa.suite_name == cipher
     assert len(sa.encryption_key) == octets and sa.integrity_key == b""
@@ -140,8 +138,6 @@ def test_a_gcm_sa_tek_with_an_authentication_algorithm_is_unusable() -> None:
         sat, spec=replace(sat.ipsec, attributes=(*sat.ipsec.attributes, DataAttribute.basic(5, 2)))
     )
     sa = replace(offer.sa, teks=(spoilt, *offer.sa.teks[1:]))
-    from groupvpn.member.keys import group_sas
-
     with pytest.raises(UnusableTek, match="aes-128-gcm with authentication algorithm"):
         group_sas("vpn1", Registration(1, sa, offer.key_download, None), 0.0)
 
@@ -204,8 +200,6 @@ def test_a_malformed_sid_packet_makes_the_registration_unusable(
     kd = KeyDownloadPayload((KeyPacket(KdType.SID, b"", attributes),))
     with pytest.raises(ValueError, match=message):
         sender_ids_of(kd)
-    from groupvpn.wire.gdoi import GdoiSaPayload
-
     registration = Registration(1, GdoiSaPayload(2, 0, gap=sender_id_request()), kd, None, 1)
     with pytest.raises(UnusableTek, match="sender ID"):
         registration_sender_id(registration)
@@ -249,17 +243,17 @@ class Pull:
         chosen = server_grant if grant == "server" else grant
         responders: dict[int, PullResponder] = {}
 
-        def server_side(sa: IkeSa, header: object, data: bytes, now: float) -> None:
+        def server_side(sa: IkeSa, header: IsakmpHeader, data: bytes, now: float) -> None:
             responder = responders.setdefault(
-                header.message_id,  # type: ignore[attr-defined]
+                header.message_id,
                 PullResponder(
-                    sa, message_id=header.message_id,  # type: ignore[attr-defined]
+                    sa, message_id=header.message_id,
                     nonce=b"r" * 16, dialect=dialect, admit=lambda group_id, _sa: offer,
                     grant_sender_ids=chosen,  # type: ignore[arg-type]
                 ),
             )  # fmt: skip
             try:
-                progress = responder.receive(header, data)  # type: ignore[arg-type]
+                progress = responder.receive(header, data)
             except PullError as refusal:
                 self.refusals.append(refusal)
                 return
@@ -272,8 +266,8 @@ class Pull:
             member_sa, 7, message_id=0x1234ABCD, nonce=b"i" * 16, dialect=dialect
         )
 
-        def member_side(sa: IkeSa, header: object, data: bytes, now: float) -> None:
-            progress = self.member.receive(header, data)  # type: ignore[arg-type]
+        def member_side(sa: IkeSa, header: IsakmpHeader, data: bytes, now: float) -> None:
+            progress = self.member.receive(header, data)
             if progress.send:
                 self.sent_by_member.append(progress.send)
                 self.pair.initiator.send(sa, progress.send)
@@ -576,8 +570,6 @@ def test_an_exhausted_group_refuses_the_registration_with_a_notify() -> None:
 def test_a_pushed_gcm_key_without_a_sid_makes_a_v2_member_register_again() -> None:
     offer = offer_for(GCM_GROUP, V2)
     registration = Registration(1, offer.sa, offer.key_download, None)
-    from groupvpn.member.keys import group_sas
-
     gcm = [sa for sa in group_sas("vpn1", registration, NOW) if sa.cipher.counter_mode]
     for asks, requested, renews in ((True, False, True), (True, True, False),
                                     (False, False, False)):  # fmt: skip
