@@ -23,6 +23,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from groupvpn.dataplane.linux import OWNED_PRIORITIES
+from groupvpn.lab import topology as lab_topology
+from groupvpn.lab.layout import LabTopology
 from tests.interop.netns import (
     NetnsPair,
     ip,
@@ -167,3 +170,16 @@ def with_checksum(packet: bytes) -> bytes:
 
 def policy_args(policies: Sequence[str]) -> list[str]:
     return [word for policy in policies for word in ("--policy", policy)]
+
+
+def host_view(topology: LabTopology, prefix: str) -> dict[str, set[Any]]:
+    """What of the kinds a lab makes the namespace the tests run in holds: links by the
+    lab's interface names, TUNs and its prefix, rules by the data plane's priorities."""
+    ours = {name for link in topology.links for _, name, _ in (link.a, link.b)}
+    links = json.loads(lab_topology.ip("-j", "link", "show") or "[]")
+    rules = json.loads(lab_topology.ip("-j", "rule", "show") or "[]")
+    return {
+        "links": {link["ifname"] for link in links
+                  if link["ifname"] in ours or link["ifname"].startswith(("gvpn", prefix))},
+        "rules": {rule.get("priority") for rule in rules} & set(OWNED_PRIORITIES),
+    }  # fmt: skip

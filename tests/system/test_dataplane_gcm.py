@@ -34,9 +34,8 @@ from groupvpn.lab import daemons, demo, topology
 from groupvpn.lab.layout import LabTopology, Site
 from groupvpn.lab.topology import Lab
 from tests.interop.netns import skip_unless_netns
-from tests.system.dataplane_lab import lines_of, wait_ready
+from tests.system.dataplane_lab import host_view, lines_of, wait_ready
 from tests.system.spec_network import member_keys, show_json
-from tests.system.test_dataplane_topology import host_view
 
 pytestmark = [pytest.mark.root, pytest.mark.timeout(180)]
 
@@ -66,7 +65,7 @@ def lab() -> Iterator[Lab]:
     skip_unless_netns()
     the_lab = Lab(PREFIX, TOPOLOGY)
     assert the_lab.present_namespaces() == [], "a lab of this test's name is already there"
-    before = host_view()
+    before = host_view(TOPOLOGY, PREFIX)
     try:
         topology.build(the_lab)
         daemons.start_all(the_lab, say=lambda line: None)
@@ -77,7 +76,7 @@ def lab() -> Iterator[Lab]:
         topology.teardown(the_lab)
     assert the_lab.present_namespaces() == []
     assert not the_lab.state_dir.exists()
-    assert host_view() == before
+    assert host_view(TOPOLOGY, PREFIX) == before
 
 
 def sniff(lab: Lab, member: str, count: int) -> subprocess.Popen[str]:

@@ -36,7 +36,7 @@ from groupvpn.lab import daemons, demo, topology
 from groupvpn.lab.layout import LabTopology, Site
 from groupvpn.lab.topology import Lab
 from tests.interop.netns import skip_unless_netns
-from tests.system.dataplane_lab import lines_of, wait_ready
+from tests.system.dataplane_lab import host_view, lines_of, wait_ready
 from tests.system.spec_network import eventually, member_keys, rekey, server_spis
 
 pytestmark = [pytest.mark.root, pytest.mark.timeout(180)]
@@ -64,19 +64,6 @@ STREAM_RATE, STREAM_SECONDS, STREAM_PORT = 50, 35, 5301
 # -- building, inspecting and removing it ----------------------------------------------------
 
 
-def host_view() -> dict[str, set[Any]]:
-    """What of the kinds the lab makes the namespace the tests run in holds: links by
-    the lab's interface names (and TUNs), rules by the data plane's priorities."""
-    ours = {name for link in TOPOLOGY.links for _, name, _ in (link.a, link.b)}
-    links = json.loads(topology.ip("-j", "link", "show") or "[]")
-    rules = json.loads(topology.ip("-j", "rule", "show") or "[]")
-    return {
-        "links": {link["ifname"] for link in links
-                  if link["ifname"] in ours or link["ifname"].startswith(("gvpn", PREFIX))},
-        "rules": {rule.get("priority") for rule in rules} & set(OWNED_PRIORITIES),
-    }  # fmt: skip
-
-
 def state_file(lab: Lab, member: str) -> Path:
     """The member data plane's state file: one per network namespace, named by its inode."""
     return DEFAULT_STATE_DIR / f"dataplane-net{os.stat(f'/run/netns/{lab.ns(member)}').st_ino}.json"
@@ -101,7 +88,7 @@ def assert_nothing_left(lab: Lab, before: dict[str, Any], state_files: list[Path
     assert lab.present_namespaces() == []
     assert [path for path in state_files if path.exists()] == []
     assert not lab.state_dir.exists()
-    assert host_view() == before
+    assert host_view(TOPOLOGY, PREFIX) == before
     mine = [pid for pid in map(int, filter(str.isdigit, os.listdir("/proc")))
             if str(lab.state_dir) in topology.pid_cmdline(pid)]  # fmt: skip
     assert [pid for pid in mine if topology.pid_alive(pid)] == []
@@ -112,7 +99,7 @@ def lab() -> Iterator[Lab]:
     skip_unless_netns()
     the_lab = Lab(PREFIX, TOPOLOGY)
     assert the_lab.present_namespaces() == [], "a lab of this test's name is already there"
-    before = host_view()
+    before = host_view(TOPOLOGY, PREFIX)
     state_files: list[Path] = []
     try:
         topology.build(the_lab)
