@@ -389,8 +389,8 @@ def test_an_exhausted_group_refuses_further_gcm_registrations() -> None:
     refused = server.grant_sender_ids(1, 1)
     assert isinstance(refused, PullError)
     assert refused.reason == (
-        "group g1 has handed out all 16777216 sender IDs since the key server started: "
-        "registrations asking for one (AES-GCM) are refused until it restarts"
+        "group g1 has handed out all 16777216 sender IDs: registrations asking for one "
+        "(AES-GCM) are refused until the group's stored state is cleared (docs/persistence.md)"
     )
     assert refused.notify == NotifyType.NO_PROPOSAL_CHOSEN
     again = server.grant_sender_ids(1, 1)  # and stays so: nothing is reused

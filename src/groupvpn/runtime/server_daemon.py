@@ -43,14 +43,17 @@ from groupvpn.runtime import server_views, views
 from groupvpn.runtime.base import Daemon, DaemonOptions, StartupError
 from groupvpn.runtime.binding import phase1_peer
 from groupvpn.runtime.control import DEFAULT_SERVER_SOCKET, ControlError
+from groupvpn.runtime.server_persistence import StatePersister
 from groupvpn.runtime.server_setup import ServerSetup, SetupError, load_server_setup
 from groupvpn.runtime.state import SIGNING_KEY_FILE, StateDirectory, StateError
 from groupvpn.server import rekey_events
 from groupvpn.server.core import KeyServerCore
+from groupvpn.server.group_state import RestoredGroup
 from groupvpn.server.groups import GroupDefinition, GroupKeyServer, counter_mode_problem
 from groupvpn.server.rekey import RekeyReason
 from groupvpn.server.rekeying import KeyServerRekeying, MulticastDatagram, RekeyRefused
 from groupvpn.server.signing import SigningKey
+from groupvpn.store.server_store import StoreError
 
 log = logging.getLogger("groupvpn")
 
@@ -76,8 +79,11 @@ async def run_server(
         setup.groups, options.dialect, signing_key=signing_key, port=options.port,
         clock_offset=time.time() - loop.time(),
     )  # fmt: skip
+    persister = _restore_state(state_dir, key_server, loop.time())
     first_local = next(iter(setup.by_local_address))
     rekeying = KeyServerRekeying(key_server, loop.time(), source_address=str(first_local))
+    rekeying.restore_members(loop.time())
+    _push_policies_changed_while_stopped(rekeying, persister.restored, loop.time())
     multicast = MulticastSender(first_local, setup.co_location)
     multicast.prepare(setup.groups)
     endpoints = {}
@@ -85,7 +91,7 @@ async def run_server(
         endpoints[local] = daemon.new_endpoint(local, local_gateways)
         core = KeyServerCore(endpoints[local], key_server, rekeying=rekeying)
         names = ", ".join(g.name for g in local_gateways)
-        await daemon.listen(_ServerShellCore(core, multicast), local, names)
+        await daemon.listen(_ServerShellCore(core, multicast, persister), local, names)
     reloader = _Reloader(config_path, state_dir, options, rekeying, endpoints, multicast, daemon)
 
     def clock() -> views.Clock:
@@ -132,6 +138,7 @@ async def run_server(
     await daemon.stop.wait()
     await daemon.shutdown()
     multicast.close()
+    persister.close()
     return 0
 
 
@@ -142,14 +149,19 @@ class _ServerShellCore:
     runs after a rekey went out finds its multicast copies here and sends them.
     """
 
-    def __init__(self, core: KeyServerCore, multicast: MulticastSender) -> None:
+    def __init__(
+        self, core: KeyServerCore, multicast: MulticastSender, persister: StatePersister
+    ) -> None:
         self.core = core
         self._multicast = multicast
+        self._persister = persister
 
     def receive_datagram(self, data: bytes, addr: Address, now: float) -> None:
         self.core.receive_datagram(data, addr, now)
 
     def datagrams_to_send(self) -> list[tuple[bytes, Address]]:
+        if not self._persister.flush():
+            return []  # kept queued until what they carry is on disk
         if self.core.rekeying is not None:
             for datagram in self.core.rekeying.multicast_datagrams():
                 self._multicast.send(datagram)
@@ -341,3 +353,28 @@ def _load_signing_key(state_dir: Path) -> SigningKey:
     log.info("rekey signing key %s: rsa-%d %s (%s)", verb, key.bits, key.fingerprint,
              state_dir / SIGNING_KEY_FILE)  # fmt: skip
     return key
+
+
+def _restore_state(state_dir: Path, key_server: GroupKeyServer, now: float) -> StatePersister:
+    """Continue from the stored state (docs/persistence.md); StartupError if it is unusable."""
+    try:
+        StateDirectory(state_dir).prepare()
+        persister = StatePersister.open(state_dir, key_server, now)
+    except (StateError, StoreError) as exc:
+        raise StartupError(str(exc)) from exc
+    if not persister.restored:
+        log.info("key server state: none stored, starting afresh (%s)", persister.store.path)
+    for group in persister.restored:
+        log.info("key server state restored: group %s: %s", group.group, group.describe())
+    return persister
+
+
+def _push_policies_changed_while_stopped(
+    rekeying: KeyServerRekeying, restored: list[RestoredGroup], now: float
+) -> None:
+    """A policy changed while the server was stopped: push its new key, as a reload would."""
+    for group in restored:
+        if group.fresh and group.kek_restored:
+            sent = rekeying.request_rekey(group.group, RekeyReason.POLICY_CHANGE, now)
+            log.info("group %s: policies changed while stopped (%s): rekey SEQ %d queued",
+                     group.group, ", ".join(group.fresh), sent.seq)  # fmt: skip

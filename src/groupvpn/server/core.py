@@ -166,7 +166,9 @@ class KeyServerCore:
             self.ike.send(sa, progress.send)
         if progress.admitted is not None and responder.group_id is not None:
             sender_ids = progress.admitted.sender_ids
-            record = self.groups.commit(responder.group_id, sa, now, sender_ids)
+            record = self.groups.commit(
+                responder.group_id, sa, now, sender_ids, self.ike.local_address
+            )
             self._events.append(MemberRegistered(record))
             if self.rekeying is not None:
                 sequence = progress.admitted.sequence

@@ -21,22 +21,19 @@ Sender IDs (v2, RFC 6054 / RFC 6407 §5.6.4): a member that asks in PULL message
 gets one fresh SID of its group, from a counter that only goes up, 0, 1, 2, ...
 (:meth:`GroupKeyServer.grant_sender_ids`).  A member keeps its SID for every key
 of the group, pushed ones too, until it registers again (then it gets a new one),
-so a SID handed out is never handed out again while this process runs: no two
-senders ever share a GCM nonce under any key of ours.  A restart of the key server
-starts the count again, which is safe because it also starts with new keys, none of
-them known to members registered before (nothing of the group keys is persisted;
-should they ever be, the count must be persisted with them).  When a group has
+so a SID handed out is never handed out again: no two senders ever share a GCM
+nonce under any key of ours.  The count is persisted with the keys, reserved
+ahead like SEQ (``server.snapshot``), so a restarted key server that continues
+with the same keys continues the count too.  When a group has
 given out all 2^24 SIDs, further registrations that ask for one are refused with a
-Notify and a log line until the key server restarts (docs/rekey-wire.md §6).
+Notify and a log line (docs/rekey-wire.md §6).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
-from ipaddress import IPv4Address
+from dataclasses import dataclass, replace
 
-from groupvpn.config.model_groups import DEFAULT_ANTI_REPLAY_TIME_WINDOW
 from groupvpn.gdoi.pull import GroupOffer, PullError
 from groupvpn.gdoi.push import PushContent, stamp_group_clock
 from groupvpn.gdoi.push_ack import AckKey, derive_ack_key
@@ -44,10 +41,20 @@ from groupvpn.gdoi.push_deletes import tek_delete
 from groupvpn.gdoi.push_sig import sig_hash
 from groupvpn.gdoi.sender_ids import SID_BITS, SenderId
 from groupvpn.ike.sa import IkeSa
-from groupvpn.server.delivery import DeliverySettings
-from groupvpn.server.kek import Kek, KekPolicy, new_kek
+from groupvpn.server.group_state import GDOI_PORT as GDOI_PORT  # re-exported
+from groupvpn.server.group_state import GroupDefinition as GroupDefinition
+from groupvpn.server.group_state import (
+    GroupState,
+    RestoredGroup,
+    restore_group,
+    snapshot_group,
+    snapshot_member,
+)
+from groupvpn.server.group_state import MemberRecord as MemberRecord
+from groupvpn.server.kek import Kek, new_kek
 from groupvpn.server.reconfigure import GroupChange, diff_groups
 from groupvpn.server.signing import SigningKey
+from groupvpn.server.snapshot import GroupSnapshot, MemberSnapshot, StateChanges
 from groupvpn.server.tek import GroupPolicySpec, Tek, new_tek
 from groupvpn.wire.attributes import DataAttribute
 from groupvpn.wire.constants import Doi, NotifyType
@@ -63,74 +70,6 @@ from groupvpn.wire.gdoi import (
 )
 from groupvpn.wire.gdoi_numbers import GapAttribute, TekProtocol
 from groupvpn.wire.payloads import DeletePayload
-
-#: The GDOI port, where rekeys come from and go to unless the daemon says otherwise.
-GDOI_PORT = 848
-
-
-@dataclass(frozen=True, slots=True)
-class GroupDefinition:
-    """A configured group, reduced to what the key server needs."""
-
-    name: str
-    group_id: int
-    #: Names of the IKE gateways (members) allowed to register to this group.
-    gateways: frozenset[str]
-    policies: tuple[GroupPolicySpec, ...]
-    activation_time_delay: int = 15
-    server_address: IPv4Address | None = None
-    #: `server-member-communication`: the group has a KEK and a SEQ; None: neither.
-    kek: KekPolicy | None = None
-    #: `number-of-retransmission` and `retransmission-period` (unicast rekeys).
-    delivery: DeliverySettings = field(default_factory=DeliverySettings)
-    #: `multicast-outgoing-interface` (the Junos name) and its address, resolved
-    #: through `[edit interfaces]`; None when it names no configured address.
-    multicast_interface: str | None = None
-    multicast_interface_address: IPv4Address | None = None
-    #: `anti-replay-time-window` in seconds; None with `no-anti-replay`.
-    anti_replay_time_window: int | None = DEFAULT_ANTI_REPLAY_TIME_WINDOW
-
-
-@dataclass(frozen=True, slots=True)
-class MemberRecord:
-    """One registered member, as `show ... registered-members` lists it."""
-
-    group: str
-    group_id: int
-    address: str
-    gateway: str
-    registered_at: float
-    #: The sender ID this registration got (counter modes, v2), if it asked for one.
-    sender_id: SenderId | None = None
-
-
-@dataclass
-class _GroupState:
-    definition: GroupDefinition
-    #: The current TEK of each group policy, by policy name.
-    current: dict[str, Tek] = field(default_factory=dict)
-    #: Every SPI handed out and not yet expired, so none is reused too early.
-    spis: dict[bytes, float] = field(default_factory=dict)
-    members: dict[str, MemberRecord] = field(default_factory=dict)
-    #: The group's current KEK (None until first needed, or without a KEK policy).
-    kek: Kek | None = None
-    #: The KEK the last rollover replaced: copies of that rollover push, and their
-    #: ACKs, still name it until it expires.
-    previous_kek: Kek | None = None
-    #: Each member's ACK key (secret), by address, made when its HASH(3) verified.
-    ack_keys: dict[str, AckKey] = field(default_factory=dict, repr=False)
-    #: SPIs of TEKs whose group policy a reload deleted or changed: the next push deletes them.
-    withdrawn_spis: list[bytes] = field(default_factory=list)
-    #: The rekey sequence number: 0 until the first GROUPKEY-PUSH, which sends 1
-    #: (gdoi-wire.md §4.6).  Registrations carry the current value as the baseline.
-    sequence: int = 0
-    #: The SA TEKs and TEK key packets last offered, with what they were built from
-    #: (the TEKs' SPIs and remaining seconds).  A burst of registrations gets the
-    #: same octets, so they are built once per second rather than once per member.
-    offered_teks: tuple[object, tuple[SaTekPayload, ...], tuple[KeyPacket, ...]] | None = None
-    #: The next sender ID to hand out: every registration that asks gets a new one,
-    #: and none is ever given twice in this process (module docstring).
-    next_sender_id: int = 0
 
 
 def counter_mode_problem(group: GroupDefinition, dialect: Dialect) -> str | None:
@@ -189,10 +128,12 @@ class GroupKeyServer:
         #: Wall-clock seconds minus the core's clock: the group clock is wall time,
         #: so members of a restarted server see it go on, not start over.
         self.clock_offset = clock_offset
-        self._groups: dict[int, _GroupState] = {}
+        self._groups: dict[int, GroupState] = {}
         #: Every KEK SPI handed out and not yet expired, over all groups: a member
         #: tells the KEKs of its groups apart by SPI (the PUSH cookies) alone.
         self._kek_spis: dict[bytes, float] = {}
+        #: What changed since the daemon last wrote the state (``take_changes``).
+        self._changes = StateChanges()
         for group in groups:
             if group.group_id in self._groups:
                 raise ValueError(f"group-id {group.group_id} configured twice")
@@ -202,7 +143,8 @@ class GroupKeyServer:
                 )
             if (problem := counter_mode_problem(group, dialect)) is not None:
                 raise ValueError(problem)
-            self._groups[group.group_id] = _GroupState(group)
+            self._groups[group.group_id] = GroupState(group)
+            self._changes.groups.add(group.group_id)
 
     def admit(
         self, group_id: int, sa: IkeSa, now: float, local_address: str | None = None
@@ -239,15 +181,16 @@ class GroupKeyServer:
             )
         if wanted < 1:
             return ()
-        value = state.next_sender_id
-        if value >= 1 << SID_BITS:
+        if state.next_sender_id >= 1 << SID_BITS:
             return PullError(
-                f"group {state.definition.name} has handed out all {1 << SID_BITS} sender IDs "
-                f"since the key server started: registrations asking for one (AES-GCM) are "
-                f"refused until it restarts",
+                f"group {state.definition.name} has handed out all {1 << SID_BITS} sender IDs: "
+                f"registrations asking for one (AES-GCM) are refused until the group's stored "
+                f"state is cleared (docs/persistence.md)",
                 NotifyType.NO_PROPOSAL_CHOSEN,
             )
-        state.next_sender_id = value + 1
+        value, reserved = state.take_sender_id()
+        if reserved:
+            self._changes.groups.add(group_id)
         return (SenderId(value, SID_BITS),)
 
     def sender_ids_left(self, group_id: int) -> int:
@@ -255,15 +198,21 @@ class GroupKeyServer:
         return max(0, (1 << SID_BITS) - self._groups[group_id].next_sender_id)
 
     def commit(
-        self, group_id: int, sa: IkeSa, now: float, sender_ids: tuple[SenderId, ...] = ()
+        self,
+        group_id: int,
+        sa: IkeSa,
+        now: float,
+        sender_ids: tuple[SenderId, ...] = (),
+        local_address: str | None = None,
     ) -> MemberRecord:
         """Record a member whose HASH(3) verified (it has the policy; keys follow)."""
         state = self._groups[group_id]
         record = MemberRecord(
             state.definition.name, group_id, sa.peer[0], sa.policy.gateway, now,
-            sender_ids[0] if sender_ids else None,
+            sender_ids[0] if sender_ids else None, sa.peer[1], local_address,
         )  # fmt: skip
         state.members[record.address] = record
+        self._changes.members.add((group_id, record.address))
         kek = self._kek(state, now)
         if kek is not None and sa.keys is not None:
             # The member derives the same key from the same phase 1 SA and the
@@ -281,6 +230,7 @@ class GroupKeyServer:
         if state is None:
             return None
         state.ack_keys.pop(address, None)
+        self._changes.members.add((group_id, address))
         return state.members.pop(address, None)
 
     def reconfigure(self, groups: Iterable[GroupDefinition]) -> list[GroupChange]:
@@ -306,15 +256,20 @@ class GroupKeyServer:
         running = {group_id: state.definition for group_id, state in self._groups.items()}
         changes = diff_groups(running, wanted)
         for change in changes:
+            self._changes.groups.add(change.group_id)
             if change.kind == "removed":
+                self._changes.members |= {
+                    (change.group_id, address) for address in self._groups[change.group_id].members
+                }
                 del self._groups[change.group_id]
             elif change.kind == "added":
-                self._groups[change.group_id] = _GroupState(wanted[change.group_id])
+                self._groups[change.group_id] = GroupState(wanted[change.group_id])
             else:
                 self._redefine(self._groups[change.group_id], wanted[change.group_id])
         return changes
 
-    def _redefine(self, state: _GroupState, new: GroupDefinition) -> None:
+    def _redefine(self, state: GroupState, new: GroupDefinition) -> None:
+        self._changes.members |= {(new.group_id, address) for address in state.members}
         kept = {policy.name for policy in new.policies if policy in state.definition.policies}
         if new.kek is not None:
             # Deleted *and* changed policies: a changed policy's old key must stop
@@ -388,13 +343,62 @@ class GroupKeyServer:
                 )  # fmt: skip
         return result
 
+    # -- persistence (the daemon writes, ``server.snapshot``) -------------------------
+
+    def take_changes(self) -> StateChanges:
+        """What changed since the last call: the groups and members to write again."""
+        changes, self._changes = self._changes, StateChanges()
+        return changes
+
+    def snapshot_group(self, group_id: int) -> GroupSnapshot | None:
+        """The group as stored; None once it is no longer configured (delete it)."""
+        state = self._groups.get(group_id)
+        return None if state is None else snapshot_group(state, self.clock_offset)
+
+    def snapshot_member(self, group_id: int, address: str) -> MemberSnapshot | None:
+        """The member as stored; None once it is no longer registered (delete it)."""
+        state = self._groups.get(group_id)
+        return None if state is None else snapshot_member(state, address, self.clock_offset)
+
+    def restore(
+        self, groups: Iterable[GroupSnapshot], members: Iterable[MemberSnapshot], now: float
+    ) -> list[RestoredGroup]:
+        """Continue from stored state (at start, before anything is served).
+
+        Stored groups that are no longer configured are dropped, and so are
+        members whose group or IKE gateway is gone; what is restored and what
+        is not is reported, one entry per configured group that was stored.
+        """
+        by_group: dict[int, list[MemberSnapshot]] = {}
+        for member in members:
+            by_group.setdefault(member.group_id, []).append(member)
+        restored = []
+        for stored in groups:
+            state = self._groups.get(stored.group_id)
+            if state is None:
+                continue
+            fresh = GroupState(state.definition)
+            result = restore_group(
+                fresh, stored, by_group.get(stored.group_id, []), self.clock_offset, now
+            )
+            self._groups[stored.group_id] = fresh
+            for kek in (fresh.kek, fresh.previous_kek):
+                if kek is not None:
+                    self._kek_spis[kek.spi] = kek.expires_at
+            restored.append(result)
+        # Rewrite everything once: dropped members and groups go, the rest is current.
+        self._changes.groups |= {stored.group_id for stored in groups} | set(self._groups)
+        self._changes.members |= {(m.group_id, m.address) for m in members}
+        return restored
+
     # -- rekeys ---------------------------------------------------------------------
 
     def next_sequence(self, group_id: int) -> int:
         """The SEQ of the group's next push (1 for the first); every push takes one."""
-        state = self._groups[group_id]
-        state.sequence += 1
-        return state.sequence
+        sequence, reserved = self._groups[group_id].take_sequence()
+        if reserved:
+            self._changes.groups.add(group_id)  # on disk before the push leaves
+        return sequence
 
     def rotate_teks(self, group_id: int, policies: Iterable[str], now: float) -> list[Tek]:
         """A fresh TEK for each named group policy.  An old SPI stays reserved until it expires."""
@@ -411,6 +415,7 @@ class GroupKeyServer:
             state.spis[tek.spi] = tek.expires_at
             fresh.append(tek)
         state.offered_teks = None
+        self._changes.groups.add(group_id)
         return fresh
 
     def next_kek(self, group_id: int, now: float) -> Kek:
@@ -432,6 +437,7 @@ class GroupKeyServer:
         """``kek`` (from :meth:`next_kek`, now pushed) becomes current; the old one is kept."""
         state = self._groups[group_id]
         state.previous_kek, state.kek = state.kek, kek
+        self._changes.groups.add(group_id)
 
     def evict(self, group_id: int, now: float) -> Eviction:
         """A member was removed: every TEK and the KEK are replaced, current at once.
@@ -452,6 +458,7 @@ class GroupKeyServer:
         stale = tuple(spi for spi in state.spis if spi not in fresh)
         self.activate_kek(group_id, self.next_kek(group_id, now))
         state.withdrawn_spis = []  # among the stale ones
+        self._changes.groups.add(group_id)
         return Eviction(old_kek, stale)
 
     def group_for_kek(self, spi: bytes, now: float) -> int | None:
@@ -501,7 +508,8 @@ class GroupKeyServer:
         deletes: tuple[DeletePayload, ...] = ()
         if state.withdrawn_spis:
             deletes = (tek_delete(state.withdrawn_spis),)
-        state.withdrawn_spis = []
+            state.withdrawn_spis = []
+            self._changes.groups.add(group_id)
         sa = GdoiSaPayload(Doi.GDOI, 0, kek=sa_kek, teks=sa_teks) if sa_teks or sa_kek else None
         key_download = KeyDownloadPayload(packets) if packets else None
         return PushContent(sequence, sa, key_download, deletes, self.group_clock(now))
@@ -513,7 +521,7 @@ class GroupKeyServer:
     # -- building what a member downloads -------------------------------------------
 
     def _offer(
-        self, state: _GroupState, sa: IkeSa, now: float, local_address: str | None
+        self, state: GroupState, sa: IkeSa, now: float, local_address: str | None
     ) -> GroupOffer:
         sa_teks, packets = self._tek_payloads(state, now)
         kek = self._kek(state, now)
@@ -540,7 +548,7 @@ class GroupKeyServer:
         return GroupOffer(policy, KeyDownloadPayload(packets), sequence=sequence)
 
     def _tek_payloads(
-        self, state: _GroupState, now: float
+        self, state: GroupState, now: float
     ) -> tuple[tuple[SaTekPayload, ...], tuple[KeyPacket, ...]]:
         teks = [self._tek(state, policy, now) for policy in state.definition.policies]
         built_from = tuple((tek.spi, tek.remaining(now)) for tek in teks)
@@ -566,7 +574,7 @@ class GroupKeyServer:
         return sa_teks, packets
 
     def _sa_kek(
-        self, state: _GroupState, kek: Kek, sa: IkeSa, now: float, local_address: str | None
+        self, state: GroupState, kek: Kek, sa: IkeSa, now: float, local_address: str | None
     ) -> SaKekPayload:
         """The SA KEK for one member: rekeys come from the server to where it will send them.
 
@@ -586,7 +594,7 @@ class GroupKeyServer:
             destination = GdoiId.ipv4(sa.peer[0], sa.peer[1])
         return kek.sa_kek(now, source, destination, self.signing_key.bits)
 
-    def _tek(self, state: _GroupState, policy: GroupPolicySpec, now: float) -> Tek:
+    def _tek(self, state: GroupState, policy: GroupPolicySpec, now: float) -> Tek:
         """The policy's current key, replaced by a fresh one once it has expired."""
         for spi, expires in list(state.spis.items()):
             if expires <= now:
@@ -596,9 +604,10 @@ class GroupKeyServer:
             tek = new_tek(policy, now, set(state.spis))
             state.current[policy.name] = tek
             state.spis[tek.spi] = tek.expires_at
+            self._changes.groups.add(state.definition.group_id)
         return tek
 
-    def _kek(self, state: _GroupState, now: float) -> Kek | None:
+    def _kek(self, state: GroupState, now: float) -> Kek | None:
         """The group's KEK, replaced by a fresh one once it has expired."""
         policy = state.definition.kek
         if policy is None:
@@ -611,4 +620,5 @@ class GroupKeyServer:
             kek = new_kek(policy, now, set(self._kek_spis))
             state.kek = kek
             self._kek_spis[kek.spi] = kek.expires_at
+            self._changes.groups.add(state.definition.group_id)
         return kek

@@ -180,6 +180,23 @@ class KeyServerRekeying:
         self._drain(state)
         self._sync_keys(state, now)  # the offer may have made a key the scheduler lacks
 
+    def restore_members(self, now: float) -> None:
+        """After :meth:`GroupKeyServer.restore`: rekeys go on to the members it brought back.
+
+        Each is owed nothing (it holds the keys and SEQ the stored state has) and
+        its copies go where its registration came from, from the same local address.
+        """
+        for state in self._rekeys.values():
+            definition = self.groups.definition(state.group_id)
+            if definition is None:
+                continue
+            sequence = self.groups.sequence(state.group_id)
+            for record in self.groups.members(definition.name):
+                local = record.local_address or self.source_address or "0.0.0.0"
+                state.routes[record.address] = _Route((record.address, record.peer_port), local)
+                state.delivery.add_member(record.address, now, sequence)
+            self._sync_keys(state, now)
+
     def receive_ack(self, data: bytes, addr: Address, now: float) -> None:
         """An ACK from ``addr``: a member is known by the address its registration came from.
 
