@@ -13,11 +13,13 @@ how to recover, and changes nothing.
 
 from __future__ import annotations
 
+import random
 import re
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -165,3 +167,73 @@ def test_a_corrupt_state_file_stops_the_start_with_a_way_out(tmp_path: Path):
     assert f"cannot start: the key server state {database} is unreadable" in result.stderr
     assert "To recover: stop the key server, move" in result.stderr
     assert database.read_bytes() == before  # nothing overwritten, nothing started afresh
+
+
+def _active_policies(sockets: dict[str, Path], member: str) -> set[tuple[str, str]]:
+    return {
+        (str(key["source"]), str(key["destination"]))
+        for key in member_keys(sockets[member])
+        if key["state"] == "active"
+    }
+
+
+@pytest.mark.timeout(300)
+def test_kill_9_at_random_points_of_rekeys_and_registrations(tmp_path: Path):
+    """Four kills at random moments while rekeys and registrations run.
+
+    Afterwards the SEQ is above every SEQ any of the server's lives sent, both
+    members are registered (member1 never had to register again), and at every
+    sample member1 held an active key for each policy: no gap for lack of keys.
+    """
+    rng = random.Random(0x6B696C6C)  # fixed seed: a failure can be replayed
+    with running_spec_network(tmp_path, SERVER_LINES, MEMBER_LINES) as (sockets, daemons):
+        wanted = _active_policies(sockets, "member1")
+        assert len(wanted) == 2
+        gaps: list[str] = []
+        stop = threading.Event()
+
+        def watch_keys() -> None:
+            while not stop.is_set():
+                held = _active_policies(sockets, "member1")
+                if not wanted <= held:
+                    gaps.append(f"{time.monotonic():.2f}: only {sorted(held)}")
+                stop.wait(0.25)
+
+        watcher = threading.Thread(target=watch_keys, daemon=True)
+        watcher.start()
+        try:
+            for life in range(2, 6):
+                deadline = time.monotonic() + rng.uniform(0.5, 3.0)
+                while time.monotonic() < deadline:
+                    # Rekeys, and now and then member2 registering afresh.
+                    rekey(sockets["server"])
+                    if rng.random() < 0.3:
+                        daemons["member2"].stop()
+                        daemons["member2"] = DaemonProcess(
+                            daemons["member2"].argv, tmp_path / f"member2-{life}.log",
+                            name="member2",
+                        ).start()  # fmt: skip
+                    time.sleep(rng.uniform(0.05, 0.4))
+                daemons["server"].send_signal(signal.SIGKILL)
+                daemons["server"].wait(timeout=10)
+                _restart(daemons, tmp_path, life)
+        finally:
+            stop.set()
+            watcher.join(timeout=10)
+
+        logs = "\n".join(path.read_text() for path in tmp_path.glob("server*.log"))
+        sent = [int(n) for n in re.findall(r"rekey sent: group=g1 group-id=1 seq=(\d+)", logs)]
+        assert sent, "no rekey was sent"
+        assert int(_server_kek(sockets)["sequence"]) > max(sent)
+        # The next rekey is taken by both members: its SEQ is above all they saw.
+        assert rekey(sockets["server"]).returncode == 0
+        daemons["member2"].wait_for_line(r"registered: vpn=gvpn1", timeout=60)
+
+        def everyone_took_it() -> bool:
+            seqs = [_seqs_applied(d) for d in (daemons["member1"], daemons["member2"])]
+            return all(s and max(s) > max(sent) for s in seqs)
+
+        eventually(everyone_took_it, timeout=60)
+        assert set(registered_members(sockets["server"])) == {"127.0.0.11", "127.0.0.12"}
+        assert "registering again" not in daemons["member1"].log_text()
+        assert gaps == []
