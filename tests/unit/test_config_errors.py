@@ -491,6 +491,48 @@ def test_colocation_member_must_not_use_server_address() -> None:
     ]
 
 
+def test_colocation_one_address_for_the_server_and_one_for_the_member() -> None:
+    """The spec: "only one IP address assigned to the server and one IP address assigned
+    to the member across groups" in co-location mode."""
+    found = diags(
+        "set security group-vpn co-location",  # 1
+        *valid(S),  # 2-9
+        f"{S} gateway gw1 local-address 20.0.0.1",  # 10
+        f"{S} gateway gw2 ike-policy pol1",  # 11
+        f"{S} gateway gw2 address 10.3.0.1",  # 12
+        f"{S} gateway gw2 local-address 20.0.0.2",  # 13
+        *valid(M),  # 14-21
+        f"{M} gateway gw1 local-address 10.1.0.1",  # 22
+        f"{M} gateway gw2 ike-policy pol1",  # 23
+        f"{M} gateway gw2 address 20.0.0.1",  # 24
+        f"{M} gateway gw2 local-address 10.1.0.2",  # 25
+    )
+    assert [d.format() for d in found] == [
+        "member.conf:13: [edit security group-vpn server ike gateway gw2]\n"
+        "  'local-address 20.0.0.2'\n"
+        "    In co-location mode the server must use one local-address across all its IKE "
+        "gateways (20.0.0.1 is already used)",
+        "member.conf:25: [edit security group-vpn member ike gateway gw2]\n"
+        "  'local-address 10.1.0.2'\n"
+        "    In co-location mode the member must use one local-address across all its IKE "
+        "gateways (10.1.0.1 is already used)",
+    ]
+    # One address each, even shared by several gateways, is fine.
+    assert (
+        diags(
+            "set security group-vpn co-location",
+            *valid(S),
+            f"{S} gateway gw1 local-address 20.0.0.1",
+            f"{S} gateway gw2 ike-policy pol1",
+            f"{S} gateway gw2 address 10.3.0.1",
+            f"{S} gateway gw2 local-address 20.0.0.1",
+            *valid(M),
+            f"{M} gateway gw1 local-address 10.1.0.1",
+        )
+        == []
+    )
+
+
 # -- reporting -------------------------------------------------------------------------------
 
 

@@ -39,6 +39,10 @@ SAME_DH_GROUP = "All proposals of an IKE policy must use the same dh-group"
 RSA_UNSUPPORTED = "Authentication method rsa-signatures is not supported yet; use pre-shared-keys"
 SAME_LOCAL_ADDRESS = "Member can not have the same local address as server"
 SERVER_AND_MEMBER = "Configuring both group-vpn server and group-vpn member is not supported"
+COLOCATED_ONE_ADDRESS = (
+    "In co-location mode the {role} must use one local-address across all its IKE gateways "
+    "({first} is already used)"
+)
 TOO_MANY = "Number of elements exceeds limit of {limit}"
 
 
@@ -184,7 +188,32 @@ def server_and_member(parsed: ParsedConfig) -> Iterator[Diagnostic]:
         yield Diagnostic(parsed.source, member.line, SERVER_AND_MEMBER, group_vpn.path, "member")
 
 
-GLOBAL_RULES: tuple[Callable[[ParsedConfig], Iterable[Diagnostic]], ...] = (server_and_member,)
+def colocated_one_address_each(parsed: ParsedConfig) -> Iterator[Diagnostic]:
+    """Co-location: "one IP address assigned to the server and one ... to the member
+    across groups" (the spec), so each side's packets reach the right function."""
+    group_vpn = _child(parsed.root, "security", "group-vpn")
+    if group_vpn is None or "co-location" not in group_vpn.leaves:
+        return
+    for role in ("server", "member"):
+        ike = _child(group_vpn, role, "ike")
+        if ike is None:
+            continue
+        first: IPv4Address | None = None
+        for gateway in ike.objects("gateway").values():
+            setting = gateway.leaves.get("local-address")
+            if setting is None or not isinstance(setting.value, IPv4Address):
+                continue
+            if first is None:
+                first = setting.value
+            elif setting.value != first:
+                message = COLOCATED_ONE_ADDRESS.format(role=role, first=first)
+                yield Diagnostic(parsed.source, setting.line, message, gateway.path, setting.shown)
+
+
+GLOBAL_RULES: tuple[Callable[[ParsedConfig], Iterable[Diagnostic]], ...] = (
+    server_and_member,
+    colocated_one_address_each,
+)
 
 
 # -- running them ---------------------------------------------------------------------------
