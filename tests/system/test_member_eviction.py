@@ -70,7 +70,8 @@ def test_a_removed_gateways_member_is_locked_out_and_the_other_rekeys_by_registe
             r"registering again: vpn=gvpn1 reason=the key server deleted the KEK",
             timeout=10, since=offset,
         )  # fmt: skip
-        assert eventually(lambda: _kek_spi(member1, "member") == new_kek, timeout=15)
+        # (After a random wait of up to 10 s: REREGISTRATION_SPREAD.)
+        assert eventually(lambda: _kek_spi(member1, "member") == new_kek, timeout=25)
         fresh = _held(member1) - held1
         assert len(fresh) == len(held1) and fresh <= new_teks
         assert held1 <= _held(member1)  # still decrypting: nothing was lost meanwhile

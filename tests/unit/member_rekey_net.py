@@ -277,6 +277,8 @@ def rekey_net(
     added: tuple[DataAttribute, ...] | None = None,
     register: bool = True,
     tamper: Callable[[RekeyKeyServer], None] | None = None,
+    reregistration_spread: float = 0.0,
+    jitter_seed: int = 7,
 ) -> RekeyNet:
     """The member registered (at a time shortly after 0) unless ``register`` is False."""
     groups = RekeyKeyServer([group], dialect, signing_key=SigningKey(private_key))
@@ -288,7 +290,8 @@ def rekey_net(
     member_ike = IkeEndpoint(MEMBER_IP, [peer(SERVER_IP, gateway="gw1", psk=b"psk")])
     member = MemberCore(
         member_ike, [GroupVpn("vpn1", "gw1", group.group_id, heartbeat_threshold=threshold)],
-        dialect, jitter=random.Random(7), policy_filter=policy_filter,
+        dialect, jitter=random.Random(jitter_seed), policy_filter=policy_filter,
+        reregistration_spread=reregistration_spread,
     )  # fmt: skip
     net = RekeyNet(groups, KeyServerCore(server_ike, groups), member, private_key, dialect)
     member.handle_timer(0.0)

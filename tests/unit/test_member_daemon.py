@@ -55,8 +55,9 @@ LINES: list[tuple[object, int, str]] = [
      "(+2 not logged) detail=SEQ 3, last accepted 3"),
     (PushDropped(("127.0.0.20", 848), "unknown-kek", "KEK SPI 00", None, 1, 0), logging.WARNING,
      "push dropped: peer=127.0.0.20:848 reason=unknown-kek vpn=- count=1 detail=KEK SPI 00"),
-    (Reregistering("gvpn1", "3 heartbeats missed (heartbeat-threshold 3)"), logging.WARNING,
-     "registering again: vpn=gvpn1 reason=3 heartbeats missed (heartbeat-threshold 3)"),
+    (Reregistering("gvpn1", "3 heartbeats missed (heartbeat-threshold 3)", 4.25),
+     logging.WARNING,
+     "registering again: vpn=gvpn1 reason=3 heartbeats missed (heartbeat-threshold 3) in=4.2s"),
     (KeyChange(ChangeKind.ACTIVATED, 1.0, "gvpn1", b"\x01\x02\x03\x04", SELECTORS, "why"),
      logging.INFO,
      "group SA activated: vpn=gvpn1 spi=01020304 policy=10.1.0.0/16:0 -> 10.2.0.0/16:0 "

@@ -74,3 +74,37 @@ def test_a_deleted_kek_makes_the_member_register_again_and_keeps_traffic_keys_me
     net.deliver(net.push(PushContent(3, deletes=(tek_delete(new_teks),)), kek=old_kek))
     assert {key.spi for key in net.held()} == new_teks
     assert [d.reason for d in net.of(PushDropped)][-1] == "unknown-kek"
+
+
+def test_registering_again_waits_a_random_part_of_the_spread_with_the_keys_kept(
+    private_key: rsa.RSAPrivateKey,
+):
+    """Every member learns of the deleted KEK at once: each waits its own random delay
+    (``reregistration_spread``), so the key server is not hit by all in one second."""
+    net = rekey_net(GROUP, V1, private_key, reregistration_spread=10.0)
+    net.run(until=5.0)
+    old_kek = net.kek()
+    old_teks = {key.spi for key in net.held()}
+    net.groups.evict(1, net.now)
+    net.deliver(net.push(PushContent(1, deletes=(kek_delete(old_kek.spi),)), kek=old_kek))
+    [(at, again)] = net.at(Reregistering)
+    assert at == 5.0 and 0.0 < again.delay <= 10.0
+    sent = net.to_server
+    net.run(until=5.0 + again.delay - 0.01)
+    assert net.to_server == sent and len(net.of(Registered)) == 1  # not yet
+    assert {key.spi for key in net.held()} == old_teks  # traffic keeps its keys meanwhile
+    net.run(until=5.0 + again.delay + 1.0)
+    [_, (registered_at, _)] = net.at(Registered)
+    assert 5.0 + again.delay <= registered_at < 5.0 + again.delay + 1.0
+    [kek] = net.member.keks()
+    assert kek.spi != old_kek.spi
+    # Other draws, other delays: members do not move in lockstep.
+    delays = set()
+    for seed in range(5):
+        other = rekey_net(GROUP, V1, private_key, reregistration_spread=10.0, jitter_seed=seed)
+        other.run(until=5.0)
+        kek_now = other.kek()
+        other.groups.evict(1, other.now)
+        other.deliver(other.push(PushContent(1, deletes=(kek_delete(kek_now.spi),)), kek=kek_now))
+        delays.add(round(other.of(Reregistering)[0].delay, 3))
+    assert len(delays) == 5

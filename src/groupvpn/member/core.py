@@ -97,6 +97,7 @@ class MemberCore:
         retransmit_limit: int = 4,
         backoff_base: float = 2.0,
         backoff_max: float = 120.0,
+        reregistration_spread: float = 0.0,
         policy_filter: PolicyFilter = install_all,
     ) -> None:
         self.ike = ike
@@ -120,6 +121,12 @@ class MemberCore:
         self._retransmit_limit = retransmit_limit
         self._backoff_base = backoff_base
         self._backoff_max = backoff_max
+        #: A registered VPN that must register again waits a random 0..this many
+        #: seconds first: what makes it register again (heartbeats stopped, the KEK
+        #: deleted, keys near their end) reaches every member of the group at once,
+        #: and a key server facing thousands of Main Modes in the same second
+        #: answers none of them in time (the re-registration storm).
+        self._reregistration_spread = reregistration_spread
         self._events: deque[MemberEvent | IkeEvent] = deque()
         ike.handle_exchange(ExchangeType.GROUPKEY_PULL, self._on_pull)
 
@@ -369,7 +376,13 @@ class MemberCore:
             return
         keys.stop_watching()
         vpn.fresh_phase1 = vpn.fresh_phase1 or renewal.fresh_phase1
-        self._events.append(Reregistering(vpn.config.name, renewal.reason))
+        delay = self._jitter.uniform(0.0, self._reregistration_spread)
+        self._events.append(Reregistering(vpn.config.name, renewal.reason, delay))
+        if delay > 0.0:
+            # The keys stay installed meanwhile: traffic goes on under them.
+            vpn.state = VpnState.WAITING
+            vpn.timer_at = now + delay
+            return
         self._connect(vpn, now)
 
     def _fail(self, vpn: VpnRecord, reason: str, now: float) -> None:

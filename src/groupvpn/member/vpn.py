@@ -75,6 +75,8 @@ class Reregistering:
 
     vpn: str
     reason: str
+    #: Seconds it waits first (the core's ``reregistration_spread``).
+    delay: float = 0.0
 
 
 MemberEvent = (

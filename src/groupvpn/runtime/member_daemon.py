@@ -46,6 +46,13 @@ from groupvpn.runtime.udp import EndpointProtocol
 
 log = logging.getLogger("groupvpn")
 
+#: Seconds over which members spread registering again when the whole group must
+#: (docs/persistence.md, "Storms"): at the ~300 registrations a second a key server
+#: core sustains, 8,000 members need about 27 s, so they converge within a few
+#: spreads while no member waits longer than this before its first attempt.  Less
+#: than the activation-time-delay margin keys have before they end (3 x ATD).
+REREGISTRATION_SPREAD = 10.0
+
 __all__ = ["DataPlaneSettings", "PolicyFilter", "install_all", "member_settings", "run_member"]
 
 
@@ -121,6 +128,7 @@ async def run_member(
             endpoint, local_vpns, options.dialect,
             retransmit_interval=options.retransmit_interval,
             retransmit_limit=options.retransmit_limit,
+            reregistration_spread=REREGISTRATION_SPREAD,
             policy_filter=policy_filter,
         )  # fmt: skip
         cores.append(core)
@@ -301,7 +309,9 @@ def describe_member_event(event: object) -> tuple[int, str] | None:
             f"vpn={vpn} count={event.count}{suppressed} detail={event.detail}"
         )
     if isinstance(event, Reregistering):
-        return logging.WARNING, f"registering again: vpn={event.vpn} reason={event.reason}"
+        return logging.WARNING, (
+            f"registering again: vpn={event.vpn} reason={event.reason} in={event.delay:.1f}s"
+        )
     if isinstance(event, KeyChange):
         level = logging.INFO if event.kind is not ChangeKind.INSTALLED else logging.DEBUG
         return level, (
