@@ -264,15 +264,54 @@ def test_names_and_text_limits(line: str, message: str) -> None:
     assert (d.line, d.message) == (9, message)
 
 
-@pytest.mark.parametrize("word", ["delete", "deactivate", "activate", "edit", "Set"])
+@pytest.mark.parametrize("word", ["delete", "activate", "edit", "Set"])
 def test_only_set_statements(word: str) -> None:
     d = only(*valid(), f"{word} security group-vpn member ike proposal p1 dh-group group2")
     assert d.format() == (
         f"member.conf:9: syntax error: {word}\n"
         "  [edit]\n"
         f"    '{word}'\n"
-        "      only 'set' statements are supported."
+        "      only 'set' and 'deactivate' statements are supported."
     )
+
+
+def test_deactivate_takes_a_statement_out_of_the_committed_configuration() -> None:
+    # dh-group is mandatory: without it (inactive) the proposal does not commit.
+    d = only(*valid(), f"deactivate {M[4:]} proposal p1 dh-group")
+    assert (d.line, d.message) == (1, "Missing mandatory statement: 'dh-group'")
+    # A whole gateway, then a leaf of a named object: the rest commits.
+    assert diags(*valid(), f"{M} gateway gw2 ike-policy pol1", f"{M} gateway gw2 address 1.1.1.1",
+                 f"deactivate {M[4:]} gateway gw2", f"deactivate {M[4:]} policy pol1 proposals",
+                 f"{M} policy pol1 proposal-set basic") == []  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        (
+            f"deactivate {M[4:]} proposal p9",
+            "member.conf:9: warning\n  [edit security group-vpn member ike]\n"
+            "    'proposal p9'\n      statement not found",
+        ),
+        (
+            f"deactivate {M[4:]} proposal p1 lifetime-seconds",
+            "member.conf:9: warning\n  [edit security group-vpn member ike proposal p1]\n"
+            "    'lifetime-seconds'\n      statement not found",
+        ),
+        (
+            f"deactivate {M[4:]} proposal p1 dh-group group2",
+            "member.conf:9: syntax error: group2\n"
+            "  [edit security group-vpn member ike proposal p1]\n"
+            "    'group2'\n      syntax error.",
+        ),
+        (
+            "deactivate",
+            "member.conf:9: [edit]\n  'deactivate'\n    missing argument.",
+        ),
+    ],
+)
+def test_deactivate_names_a_statement_that_is_set(line: str, expected: str) -> None:
+    assert only(*valid(), line).format() == expected
 
 
 def test_unterminated_quote() -> None:

@@ -84,7 +84,9 @@ def server_group(
     node: Node, gateways: dict[str, IkeGateway], proposals: dict[str, mg.IpsecProposal]
 ) -> mg.ServerGroup:
     smc = node.container("server-member-communication")
-    no_anti_replay = "no-anti-replay" in node.leaves
+    # The spec's Group VPNv2 interop: "disabled ... with the deactivate security
+    # group-vpn server group group-name anti-replay-time-window command".
+    no_anti_replay = "no-anti-replay" in node.leaves or "anti-replay-time-window" in node.inactive
     return mg.ServerGroup(
         name=_name(node),
         group_id=get(node, "group-id", int),
@@ -106,5 +108,9 @@ def member_vpn(node: Node, gateways: dict[str, IkeGateway]) -> mg.MemberVpn:
         ike_gateway=gateways[get(node, "ike-gateway", str)],
         group_id=get(node, "group", int),
         external_interface=optional(node, "group-vpn-external-interface", str),
-        heartbeat_threshold=get(node, "heartbeat-threshold", int),
+        # The spec: heartbeat detection "must be disabled on the Group VPNv1 member with
+        # the deactivate ... heartbeat-threshold command"; 0 is off.
+        heartbeat_threshold=0
+        if "heartbeat-threshold" in node.inactive
+        else get(node, "heartbeat-threshold", int),
     )

@@ -3,6 +3,11 @@
 A line is all or nothing, as in Junos ``load set``: levels it would create are only
 attached once the whole line is accepted, so a rejected line leaves no trace except its
 diagnostic.  Every line is tried, so one run reports every bad line.
+
+``deactivate STATEMENT`` (as ``show | display set`` prints it after the ``set`` lines)
+makes a statement set before it inactive: it is taken out of the tree, so the commit
+checks and the daemons see the configuration without it, and noted in its parent's
+``Node.inactive``.  A statement that is not set is an error, as a typo would be.
 """
 
 from __future__ import annotations
@@ -115,9 +120,15 @@ class _LineWalker:
 
     def _walk(self) -> None:
         first = self.tokens[0]
+        if first.text == "deactivate":
+            self._deactivate()
+            return
         if first.text != "set":
             word = quote_word(first.text)
-            raise self._diag(word, "only 'set' statements are supported.", f"syntax error: {word}")
+            raise self._diag(
+                word, "only 'set' and 'deactivate' statements are supported.",
+                f"syntax error: {word}",
+            )  # fmt: skip
         if len(self.tokens) == 1:
             raise self._missing("set")
         schema: Container = ROOT
@@ -149,6 +160,53 @@ class _LineWalker:
                     return
             else:
                 self._set(keyword, statement, rest)
+                return
+
+    def _deactivate(self) -> None:
+        """``deactivate PATH``: the statement PATH names, which must be set, goes inactive."""
+        if len(self.tokens) == 1:
+            raise self._missing("deactivate")
+        schema: Container = ROOT
+        i = 1
+        while i < len(self.tokens):
+            token = self.tokens[i]
+            statement = schema.children.get(token.text)
+            if statement is None or token.is_open or token.is_close:
+                raise self._syntax(token)
+            keyword, last = token.text, i == len(self.tokens) - 1
+            node = self.node
+            if isinstance(statement, Container):
+                child = node.containers.get(keyword)
+                if child is None:
+                    raise self._diag(keyword, "statement not found", "warning")
+                if last:
+                    del node.containers[keyword]
+                    node.inactive[keyword] = self.number
+                    return
+                self.node, schema, i = child, statement, i + 1
+            elif isinstance(statement, Named):
+                if last:
+                    raise self._missing(keyword)
+                name = self.tokens[i + 1].text
+                objects = node.named.get(keyword, {})
+                if name not in objects:
+                    raise self._diag(f"{keyword} {quote_word(name)}", "statement not found",
+                                     "warning")  # fmt: skip
+                if i + 1 == len(self.tokens) - 1:
+                    del objects[name]
+                    node.inactive[f"{keyword} {name}"] = self.number
+                    return
+                self.node, schema, i = objects[name], statement.body, i + 2
+            else:
+                if not last:
+                    raise self._syntax(self.tokens[i + 1])
+                if keyword in node.leaves:
+                    del node.leaves[keyword]
+                elif keyword in node.lists:
+                    del node.lists[keyword]
+                else:
+                    raise self._diag(keyword, "statement not found", "warning")
+                node.inactive[keyword] = self.number
                 return
 
     def _descend(self, keyword: str, schema: Container, name: str | None) -> None:

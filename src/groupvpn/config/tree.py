@@ -35,6 +35,10 @@ class Node:
     lists: dict[str, list[Setting]] = field(default_factory=dict)
     containers: dict[str, Node] = field(default_factory=dict)
     named: dict[str, dict[str, Node]] = field(default_factory=dict)
+    #: Statements a ``deactivate`` line made inactive here, by keyword (``keyword
+    #: name`` for a named object), with that line: Junos keeps them in the file but
+    #: commits as if they were not there.  A few mean "off" (``config.build_groups``).
+    inactive: dict[str, int] = field(default_factory=dict)
 
     def container(self, keyword: str) -> Node | None:
         return self.containers.get(keyword)

@@ -49,7 +49,7 @@ from groupvpn.ike.sa import IkeSa
 from groupvpn.wire.buffer import DecodeError
 from groupvpn.wire.constants import ExchangeType, IdType, NotifyType
 from groupvpn.wire.constants import PayloadType as P
-from groupvpn.wire.dialect import Dialect
+from groupvpn.wire.dialect import V1, V2, Dialect
 from groupvpn.wire.gdoi import GapPayload, GdoiSaPayload, KeyDownloadPayload, SeqPayload
 from groupvpn.wire.message import IsakmpHeader, PayloadChain, encode_payloads
 from groupvpn.wire.payloads import HashPayload, IdPayload, NoncePayload, Payload
@@ -157,6 +157,9 @@ class _PullExchange:
         self._last_sent = data
         return data
 
+    def _decrypt(self, data: bytes, header: IsakmpHeader) -> PayloadChain:
+        return self.sa.decrypt(data, header, self.dialect)
+
     def _repeat(self, data: bytes) -> PullProgress | None:
         if data == self._last_received and self._last_sent is not None:
             return PullProgress(send=self._last_sent)
@@ -168,7 +171,7 @@ class _PullExchange:
         """Decrypt, check the payloads and the HASH; only then advance the IV chain."""
         if header.message_id != self.message_id or not header.encrypted:
             raise DecodeError("not a protected message of this GROUPKEY-PULL", 20)
-        chain = self.sa.decrypt(data, header, self.dialect)
+        chain = self._decrypt(data, header)
         rule = PULL_RULES[number]
         if problem := violation(rule, chain.payloads, True):
             raise PullError(problem, NotifyType.PAYLOAD_MALFORMED)
@@ -226,11 +229,34 @@ class PullInitiator(_PullExchange):
         self._stage = _Stage.SENT_1
         self._policy: GdoiSaPayload | None = None
         self._sender_ids_requested = 0
+        #: The dialect the key server answers in when it is not ours (``_decrypt``).
+        self._answer_dialect: Dialect | None = None
 
     def first_message(self) -> bytes:
         return self._protect(
             self._hash1, [NoncePayload(self.ni_b), group_id_payload(self.group_id)]
         )
+
+    def _decrypt(self, data: bytes, header: IsakmpHeader) -> PayloadChain:
+        """The answer in our dialect, or (a v1 member) in RFC 6407's.
+
+        Junos Group VPNv1 members register with Group VPNv2 key servers (the spec's
+        interop notes), whose answers carry a GAP payload and 2-octet SA TEK ID
+        lengths.  A v1 member reads such an answer as RFC 6407 and goes on in v1
+        itself: it asks for no sender IDs and takes no pushes (that interop runs
+        without server-member-communication).  Once an answer was read as RFC 6407,
+        message 4 is read that way too.
+        """
+        if self._answer_dialect is not None:
+            return self.sa.decrypt(data, header, self._answer_dialect)
+        try:
+            return self.sa.decrypt(data, header, self.dialect)
+        except DecodeError:
+            if self.dialect != V1:
+                raise
+            chain = self.sa.decrypt(data, header, V2)
+        self._answer_dialect = V2
+        return chain
 
     def receive(self, header: IsakmpHeader, data: bytes) -> PullProgress:
         if (repeat := self._repeat(data)) is not None:

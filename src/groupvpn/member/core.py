@@ -230,10 +230,16 @@ class MemberCore:
         return list(self._keys.values())
 
     def clear(self, now: float) -> None:
-        """Drop every group SA and KEK and register again (`clear ... security-associations`)."""
+        """Drop every group SA and KEK and register again (`clear ... security-associations`).
+
+        Over a new phase 1 SA: the operator clears because something is wrong, and
+        the spec's recovery for a key server that restarted afresh is this command;
+        such a key server no longer knows our old IKE SA and would stay silent.
+        """
         for vpn in self._vpns.values():
             vpn.registration = vpn.registered_at = None
             vpn.failures = 0
+            vpn.fresh_phase1 = True
             self._events.extend(self._keys[vpn.config.name].clear(now))
             self._connect(vpn, now)
 

@@ -126,6 +126,8 @@ class KeyStatus:
     lifetime_remaining: float
     #: AES-GCM: the sender ID the key encrypts with (None: it cannot encrypt).
     sender_id: SenderId | None = None
+    #: The key server's anti-replay-time-window in seconds; None: no anti-replay.
+    anti_replay_window: int | None = None
 
 
 @dataclass(slots=True)
@@ -287,6 +289,7 @@ class GroupKeyring:
                 cipher=key.sa.cipher.name,
                 integrity=None if key.sa.integrity is None else key.sa.integrity.name,
                 sender_id=key.sa.sender_id,
+                anti_replay_window=key.sa.anti_replay_window,
                 state=key.state,
                 delivery=key.delivery,
                 received_at=key.received_at,

@@ -51,6 +51,7 @@ def ipsec_security_associations(keys: Iterable[KeyStatus], clock: Clock) -> Json
                 "encryption": key.cipher,
                 "authentication": key.integrity,
                 "sender-id": None if key.sender_id is None else key.sender_id.value,
+                "anti-replay-window": key.anti_replay_window,
                 "lifetime-remaining": clock.remaining(key.expires_at),
                 **_selectors(key),
                 "state": key.state.value,
