@@ -22,6 +22,7 @@ from groupvpn.runtime.binding import (
     security_policies,
 )
 from groupvpn.runtime.member_daemon import DataPlaneSettings, run_member
+from groupvpn.runtime.metrics import MetricsAddressError, parse_metrics_address
 from groupvpn.runtime.server_daemon import run_server
 from groupvpn.runtime.server_setup import SetupError, load_server_setup
 from groupvpn.runtime.state import DEFAULT_SERVER_STATE_DIR
@@ -65,6 +66,17 @@ def _run(coroutine: Coroutine[Any, Any, int]) -> None:
     sys.exit(status)
 
 
+def _metrics_address(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> tuple[str, int] | None:
+    if value is None:
+        return None
+    try:
+        return parse_metrics_address(value)
+    except MetricsAddressError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 _common_options = [
     click.option("-c", "--config", "config_path", required=True,
                  type=click.Path(dir_okay=False), help="Junos 'set' configuration file."),
@@ -86,6 +98,9 @@ _common_options = [
                  help="Seconds before the first retransmission; doubles for each further one."),
     click.option("--retransmit-limit", type=click.IntRange(0, 10), default=4, show_default=True,
                  help="Retransmissions of an unanswered message before giving up."),
+    click.option("--metrics", metavar="[ADDR:]PORT", callback=_metrics_address, default=None,
+                 help="Serve Prometheus metrics at http://ADDR:PORT/metrics (ADDR defaults "
+                      "to 127.0.0.1; off unless given)."),
     click.option("-v", "--verbose", is_flag=True, help="Debug logging."),
 ]  # fmt: skip
 

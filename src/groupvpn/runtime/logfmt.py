@@ -2,11 +2,17 @@
 
 No event carries key material, and peer-supplied text is escaped where the
 event is built, so any event can be logged as it is.
+
+The daemons start each event's line with ``event=NAME`` (:func:`tagged`), the
+event's kind in a fixed vocabulary (docs/operations.md), so ``grep event=rekey-sent``
+or a logfmt parser finds every line of one kind whatever its wording; ``group=``
+and ``peer=`` follow in the lines that concern a group or a peer.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 
 from groupvpn.ike.events import (
     IkeSaDeleted,
@@ -89,3 +95,18 @@ def describe_event(event: object) -> tuple[int, str]:
     if isinstance(event, InternalError):
         return logging.ERROR, f"internal error ({event.where}), please report:\n{event.detail}"
     return logging.INFO, f"event: {event!r}"
+
+
+#: Where an event class's name would not say what happened to an operator.
+_EVENT_NAMES = {"MemberInactive": "member-removed"}
+
+
+def event_name(event: object) -> str:
+    """``RekeySent`` -> ``rekey-sent``: the ``event=`` value of the event's log line."""
+    name = type(event).__name__
+    return _EVENT_NAMES.get(name) or re.sub(r"(?<!^)(?=[A-Z])", "-", name).lower()
+
+
+def tagged(event: object, line: str) -> str:
+    """The log line of ``event`` as the daemons write it: ``event=NAME`` first."""
+    return f"event={event_name(event)} {line}"

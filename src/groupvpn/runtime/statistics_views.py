@@ -1,0 +1,16 @@
+"""The JSON of `show security group-vpn server statistics` (keys in docs/operations.md)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from groupvpn.runtime.views import Clock, JsonDict
+from groupvpn.server.groups import GroupKeyServer
+from groupvpn.server.statistics import ServerStatistics
+
+
+def statistics_view(statistics: ServerStatistics, groups: GroupKeyServer, clock: Clock) -> JsonDict:
+    """The counters with the groups configured now and their current member counts."""
+    members = Counter(record.group for record in groups.members())
+    configured = [(d.name, d.group_id) for d in groups.definitions()]
+    return statistics.view(configured, dict(members), clock.now, clock.utc(statistics.since))
