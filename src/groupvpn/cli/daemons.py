@@ -21,6 +21,7 @@ from groupvpn.runtime.binding import (
     group_vpns,
     security_policies,
 )
+from groupvpn.runtime.journal import JournalFormatter, stderr_is_journal
 from groupvpn.runtime.member_daemon import DataPlaneSettings, run_member
 from groupvpn.runtime.metrics import MetricsAddressError, parse_metrics_address
 from groupvpn.runtime.server_daemon import run_server
@@ -36,6 +37,9 @@ def _setup_logging(role: str, verbose: bool) -> None:
         datefmt="%Y-%m-%d %H:%M:%S",
         stream=sys.stderr,
     )
+    if stderr_is_journal():  # journald adds the time and name itself (runtime/journal.py)
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(JournalFormatter("%(message)s"))
 
 
 def _load(path: str) -> Config:
