@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
 
+from groupvpn.cli.main import cli
 from groupvpn.runtime import metrics
+from groupvpn.runtime.base import Daemon, DaemonOptions, StartupError
 from groupvpn.runtime.metrics import (
     MetricsAddressError,
     MetricsServer,
@@ -283,3 +287,32 @@ def test_closing_the_server_does_not_wait_for_a_silent_client():
         writer.close()
 
     asyncio.run(main())
+
+
+def test_a_busy_metrics_port_stops_the_daemon_with_a_clear_error():
+    async def main() -> None:
+        with socket.socket() as busy:
+            busy.bind(("127.0.0.1", 0))
+            busy.listen()
+            port = busy.getsockname()[1]
+            daemon = Daemon(DaemonOptions(metrics=("127.0.0.1", port)))
+            with pytest.raises(StartupError, match=f"cannot serve metrics on 127.0.0.1:{port}"):
+                await daemon.start_metrics(lambda: b"")
+
+    asyncio.run(main())
+
+
+def test_without_metrics_no_server_is_started():
+    daemon = Daemon(DaemonOptions())
+    asyncio.run(daemon.start_metrics(lambda: b""))
+    assert daemon.metrics is None
+
+
+@pytest.mark.parametrize("role", ["server", "member"])
+def test_a_bad_metrics_option_is_a_usage_error_not_a_traceback(role: str):
+    result = CliRunner().invoke(cli, [role, "-c", "x.conf", "--metrics", "localhost:80"])
+    assert result.exit_code == 2
+    assert "Invalid value for '--metrics': 'localhost:80': 'localhost' is not an IP address" in (
+        result.output
+    )
+    assert "Traceback" not in result.output
