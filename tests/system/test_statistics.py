@@ -126,6 +126,7 @@ def test_statistics_metrics_and_clear_follow_registrations_rekeys_acks_and_remov
         member_text = scrape(member_port)
         assert sample(member_text, "groupvpn_member_rekeys_received_total", vpn="gvpn1") == 1
         assert sample(member_text, "groupvpn_member_acks_sent_total", vpn="gvpn1") == 1
+        assert sample(member_text, "groupvpn_member_registered", vpn="gvpn1") == 1
 
         # A rekey member1 cannot ACK: one retransmission, then it is removed.
         daemons["member1"].send_signal(signal.SIGSTOP)

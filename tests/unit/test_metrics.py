@@ -145,6 +145,20 @@ def test_member_metrics_carry_esp_packets_bytes_and_drops_by_reason():
     assert found[("groupvpn_member_statistics_age_seconds", ())] == 12
 
 
+def test_member_registration_state_is_a_gauge_per_vpn():
+    ike = {
+        "security-associations": [],
+        "registrations": [
+            {"vpn": "gvpn1", "state": "registered", "failures": 0},
+            {"vpn": "gvpn2", "state": "waiting to retry", "failures": 3},
+        ],
+    }
+    found = samples(render(lambda: member_families({"dataplane": "none"}, None, ike)))
+    assert found[("groupvpn_member_registered", (("vpn", "gvpn1"),))] == 1
+    assert found[("groupvpn_member_registered", (("vpn", "gvpn2"),))] == 0
+    assert found[("groupvpn_member_registration_failures", (("vpn", "gvpn2"),))] == 3
+
+
 def test_a_member_without_data_plane_has_no_esp_metrics():
     found = samples(render(lambda: member_families({"dataplane": "none"}, MEMBER_KEKS)))
     assert not any(name.startswith("groupvpn_member_esp") for name, _ in found)

@@ -194,7 +194,8 @@ async def _serve(
     )
     await daemon.start_metrics(
         lambda: render(lambda: member_families(
-            statistics(), member_views.member_kek_security_associations(cores, clock())
+            statistics(), member_views.member_kek_security_associations(cores, clock()),
+            member_views.ike_security_associations(cores, clock()),
         ))
     )  # fmt: skip
     daemon.install_signal_handlers()

@@ -95,10 +95,15 @@ def server_families(view: JsonDict) -> list[Metric]:
     return families
 
 
-def member_families(statistics: JsonDict, keks: JsonDict | None = None) -> list[Metric]:
+def member_families(
+    statistics: JsonDict, keks: JsonDict | None = None, ike: JsonDict | None = None
+) -> list[Metric]:
     """Metrics of `show security group-vpn member ipsec statistics --json` and, when
-    given, the rekey counters of `show ... member kek security-associations --json`."""
+    given, the rekey counters of `show ... member kek security-associations --json`
+    and the registration state of `show ... member ike security-associations --json`."""
     families: list[Metric] = []
+    if ike is not None:
+        families += _member_registration_families(ike)
     engine = statistics.get("engine")
     if engine is not None:
         for name, help_text, unit_in, unit_out in (
@@ -134,6 +139,23 @@ def member_families(statistics: JsonDict, keks: JsonDict | None = None) -> list[
     if keks is not None:
         families += _member_kek_families(keks)
     return families
+
+
+def _member_registration_families(ike: JsonDict) -> list[Metric]:
+    registered = GaugeMetricFamily(
+        "groupvpn_member_registered",
+        "1 while the group VPN is registered with its key server, else 0.",
+        labels=["vpn"],
+    )
+    failures = GaugeMetricFamily(
+        "groupvpn_member_registration_failures",
+        "Registration attempts failed in a row (0 after a success).",
+        labels=["vpn"],
+    )
+    for status in ike.get("registrations", []):
+        registered.add_metric([status["vpn"]], 1 if status["state"] == "registered" else 0)
+        failures.add_metric([status["vpn"]], status["failures"])
+    return [registered, failures]
 
 
 def _member_kek_families(keks: JsonDict) -> list[Metric]:
