@@ -172,6 +172,7 @@ def test_statistics_metrics_and_clear_follow_registrations_rekeys_acks_and_remov
         cleared = groupvpn("clear", "security", "group-vpn", "server", "statistics",
                            "--control", str(sockets["server"]), check=True)  # fmt: skip
         assert cleared.stdout == ""
+        server.wait_for_line("event=statistics-cleared server statistics cleared", timeout=5)
         view = statistics(sockets["server"])
         total = view["total"]
         assert total["rekeys-sent"] == total["retransmissions"] == total["acks-received"] == 0

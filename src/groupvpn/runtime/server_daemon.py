@@ -47,7 +47,7 @@ from groupvpn.runtime.metrics_families import render, server_families
 from groupvpn.runtime.server_persistence import StatePersister
 from groupvpn.runtime.server_setup import ServerSetup, SetupError, load_server_setup
 from groupvpn.runtime.state import SIGNING_KEY_FILE, StateDirectory, StateError
-from groupvpn.runtime.statistics_views import statistics_view
+from groupvpn.runtime.statistics_views import clear_statistics, statistics_view
 from groupvpn.server import rekey_events
 from groupvpn.server.core import KeyServerCore
 from groupvpn.server.group_state import RestoredGroup
@@ -134,7 +134,7 @@ async def run_server(
             ),
             "server-rekey": rekey,
             "server-statistics": lambda args: statistics_view(statistics, key_server, clock()),
-            "clear-server-statistics": lambda args: statistics.clear(loop.time()),
+            "clear-server-statistics": lambda args: clear_statistics(statistics, loop.time()),
             "reload": lambda args: reloader.reload(),
         },
     )
