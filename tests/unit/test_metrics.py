@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from groupvpn.cli.main import cli
@@ -330,3 +332,23 @@ def test_a_bad_metrics_option_is_a_usage_error_not_a_traceback(role: str):
         result.output
     )
     assert "Traceback" not in result.output
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.binary(max_size=300), st.booleans())
+def test_any_bytes_get_an_http_answer_or_a_close_and_the_server_keeps_serving(
+    data: bytes, terminated: bool
+):
+    async def check(server: MetricsServer) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(data + (b"\r\n\r\n" if terminated else b""))
+        writer.write_eof()
+        answer = await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 ")
+        status = int(answer[9:12])
+        assert status in (200, 400, 404, 405, 431)
+        ok = await exchange(server, b"GET /metrics HTTP/1.1\r\n\r\n")
+        assert ok.startswith(b"HTTP/1.1 200 OK")
+
+    serving(lambda: b"ok\n", check)
