@@ -101,10 +101,20 @@ def describe_event(event: object) -> tuple[int, str]:
 _EVENT_NAMES = {"MemberInactive": "member-removed"}
 
 
+#: Event class -> its name, worked out once per class: a big group's rekey brings
+#: thousands of ACK events at once.  Bounded by the number of event classes.
+_NAMES_BY_CLASS: dict[type, str] = {}
+
+
 def event_name(event: object) -> str:
     """``RekeySent`` -> ``rekey-sent``: the ``event=`` value of the event's log line."""
-    name = type(event).__name__
-    return _EVENT_NAMES.get(name) or re.sub(r"(?<!^)(?=[A-Z])", "-", name).lower()
+    kind = type(event)
+    name = _NAMES_BY_CLASS.get(kind)
+    if name is None:
+        title = kind.__name__
+        name = _EVENT_NAMES.get(title) or re.sub(r"(?<!^)(?=[A-Z])", "-", title).lower()
+        _NAMES_BY_CLASS[kind] = name
+    return name
 
 
 def tagged(event: object, line: str) -> str:
