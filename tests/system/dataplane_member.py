@@ -20,6 +20,7 @@ from groupvpn.runtime import loop as event_loop
 from groupvpn.runtime.base import DaemonOptions, StartupError
 from groupvpn.runtime.binding import group_vpns, security_policies
 from groupvpn.runtime.member_daemon import DataPlaneSettings, run_member
+from groupvpn.runtime.metrics import parse_metrics_address
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -29,6 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--control", required=True)
     parser.add_argument("--state-dir", required=True)
     parser.add_argument("--tun", default="gvpn0")
+    parser.add_argument("--metrics", type=parse_metrics_address, default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG,
@@ -39,7 +41,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     assert config.member is not None
     gateways = list(config.member.ike.gateways.values())
     scope = ScopePolicyFilter(security_policies(config))
-    options = DaemonOptions(port=args.port, control=Path(args.control), retransmit_interval=0.5)
+    options = DaemonOptions(
+        port=args.port, control=Path(args.control), retransmit_interval=0.5, metrics=args.metrics
+    )
     settings = DataPlaneSettings(tun_name=args.tun, state_dir=Path(args.state_dir))
     coroutine = run_member(
         gateways, group_vpns(config), options, scope, config=config, dataplane=settings

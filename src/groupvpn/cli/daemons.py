@@ -21,7 +21,9 @@ from groupvpn.runtime.binding import (
     group_vpns,
     security_policies,
 )
+from groupvpn.runtime.journal import JournalFormatter, stderr_is_journal
 from groupvpn.runtime.member_daemon import DataPlaneSettings, run_member
+from groupvpn.runtime.metrics import MetricsAddressError, parse_metrics_address
 from groupvpn.runtime.server_daemon import run_server
 from groupvpn.runtime.server_setup import SetupError, load_server_setup
 from groupvpn.runtime.state import DEFAULT_SERVER_STATE_DIR
@@ -35,6 +37,9 @@ def _setup_logging(role: str, verbose: bool) -> None:
         datefmt="%Y-%m-%d %H:%M:%S",
         stream=sys.stderr,
     )
+    if stderr_is_journal():  # journald adds the time and name itself (runtime/journal.py)
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(JournalFormatter("%(message)s"))
 
 
 def _load(path: str) -> Config:
@@ -65,6 +70,17 @@ def _run(coroutine: Coroutine[Any, Any, int]) -> None:
     sys.exit(status)
 
 
+def _metrics_address(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> tuple[str, int] | None:
+    if value is None:
+        return None
+    try:
+        return parse_metrics_address(value)
+    except MetricsAddressError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 _common_options = [
     click.option("-c", "--config", "config_path", required=True,
                  type=click.Path(dir_okay=False), help="Junos 'set' configuration file."),
@@ -86,6 +102,9 @@ _common_options = [
                  help="Seconds before the first retransmission; doubles for each further one."),
     click.option("--retransmit-limit", type=click.IntRange(0, 10), default=4, show_default=True,
                  help="Retransmissions of an unanswered message before giving up."),
+    click.option("--metrics", metavar="[ADDR:]PORT", callback=_metrics_address, default=None,
+                 help="Serve Prometheus metrics at http://ADDR:PORT/metrics (ADDR defaults "
+                      "to 127.0.0.1; off unless given)."),
     click.option("-v", "--verbose", is_flag=True, help="Debug logging."),
 ]  # fmt: skip
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from groupvpn.cli import member_tables, server_tables, tables
+from groupvpn.cli import member_tables, server_tables, statistics_tables, tables
 from groupvpn.runtime.control import (
     DEFAULT_MEMBER_SOCKET,
     DEFAULT_SERVER_SOCKET,
@@ -145,6 +145,12 @@ for _parent, _socket, _role in (
     _parent.add_command(_ipsec)
     _parent.add_command(_kek)
 
+show_server.add_command(
+    _show("statistics", "server-statistics", DEFAULT_SERVER_SOCKET,
+          statistics_tables.server_statistics,
+          "Registrations, rekeys, ACKs, retransmissions and removals, per group and in total.")
+)  # fmt: skip
+
 show_security.add_command(
     _show("dynamic-policies", "dynamic-policies", DEFAULT_MEMBER_SOCKET, tables.dynamic_policies,
           "Group policies installed as dynamic policies on this member.")
@@ -169,6 +175,18 @@ def clear_group_vpn() -> None:
 @clear_group_vpn.group(name="member")
 def clear_member() -> None:
     """Group VPN member state."""
+
+
+@clear_group_vpn.group(name="server")
+def clear_server() -> None:
+    """Group VPN key server state."""
+
+
+@clear_server.command(name="statistics")
+@_options(DEFAULT_SERVER_SOCKET)
+def clear_server_statistics(socket_path: Path, as_json: bool) -> None:
+    """Set the key server's statistics back to zero."""
+    _clear(socket_path, "clear-server-statistics")
 
 
 @clear_member.group(name="ipsec")
@@ -202,3 +220,10 @@ def clear_member_ipsec_sas(socket_path: Path, as_json: bool) -> None:
 def clear_member_kek_sas(socket_path: Path, as_json: bool) -> None:
     """Drop the member's KEKs (and with them its group SAs) and register again."""
     _clear(socket_path, "clear-member-kek-security-associations")
+
+
+@clear_member_ipsec.command(name="statistics")
+@_options(DEFAULT_MEMBER_SOCKET)
+def clear_member_ipsec_statistics(socket_path: Path, as_json: bool) -> None:
+    """Set the member's ESP packet, octet and drop counters back to zero."""
+    _clear(socket_path, "clear-member-ipsec-statistics")

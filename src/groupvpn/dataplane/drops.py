@@ -84,6 +84,13 @@ class DropCounters:
         self.refused[reason] += 1
         return _REFUSED[reason]
 
+    def reset(self) -> None:
+        """Every count back to zero, in place (the SAs hold this object)."""
+        for reason in self.dropped:
+            self.dropped[reason] = 0
+        for refusal in self.refused:
+            self.refused[refusal] = 0
+
     @property
     def total_dropped(self) -> int:
         return sum(self.dropped.values())

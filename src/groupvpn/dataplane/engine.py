@@ -125,6 +125,14 @@ class DataPlaneCounters:
             f"refused={self.drops.total_refused})"
         )
 
+    def reset(self) -> None:
+        """Every count back to zero (`clear security group-vpn member ipsec statistics`)."""
+        self.drops.reset()
+        self.packets_out = self.bytes_out = 0
+        self.packets_in = self.bytes_in = 0
+        self.clear_packets = self.clear_bytes = 0
+        self.fragments = self.icmp_errors = 0
+
     def as_dict(self) -> dict[str, object]:
         """For views and JSON: the counts, then the drops by reason."""
         return {

@@ -88,6 +88,10 @@ class ShellCounters:
     def as_dict(self) -> dict[str, int]:
         return {f.name.replace("_", "-"): getattr(self, f.name) for f in fields(self)}
 
+    def reset(self) -> None:
+        for f in fields(self):
+            setattr(self, f.name, 0)
+
 
 class DataPlaneShell:
     """Drives one engine from the TUN and raw sockets on the running event loop."""
@@ -328,6 +332,7 @@ class MemberDataPlane:
         self._installed: set[str] = set()
         self._destinations: list[IPv4Network] = []
         self._route_tasks: set[asyncio.Future[None]] = set()
+        self._counting_since = self._loop.time()
 
     @classmethod
     async def open(
@@ -422,7 +427,16 @@ class MemberDataPlane:
         counters = getattr(self.engine, "counters", None)
         engine = counters.as_dict() if counters is not None else {}
         return {"shell": self.shell.counters.as_dict(), "engine": engine,
-                "destinations": [str(d) for d in self._destinations]}  # fmt: skip
+                "destinations": [str(d) for d in self._destinations],
+                "seconds": max(0, int(self._loop.time() - self._counting_since))}  # fmt: skip
+
+    def clear_statistics(self) -> None:
+        """`clear security group-vpn member ipsec statistics`: every counter back to zero."""
+        counters = getattr(self.engine, "counters", None)
+        if counters is not None:
+            counters.reset()
+        self.shell.counters.reset()
+        self._counting_since = self._loop.time()
 
     async def close(self) -> None:
         """Stop reading and remove everything the plumbing added."""

@@ -18,7 +18,8 @@ from groupvpn.ike.endpoint import IkeEndpoint
 from groupvpn.ike.events import IkeSaEstablished
 from groupvpn.runtime.binding import phase1_peer
 from groupvpn.runtime.control import Command, ControlError, ControlServer
-from groupvpn.runtime.logfmt import describe_event
+from groupvpn.runtime.logfmt import describe_event, tagged
+from groupvpn.runtime.metrics import MetricsServer
 from groupvpn.runtime.udp import EndpointProtocol, SansIoCore, open_endpoint
 from groupvpn.wire.constants import Doi
 from groupvpn.wire.dialect import V1, Dialect
@@ -42,6 +43,8 @@ class DaemonOptions:
     retransmit_interval: float = 2.0
     retransmit_limit: int = 4
     control: Path | None = None
+    #: ``--metrics``: (address, port) of the Prometheus endpoint; None: off.
+    metrics: tuple[str, int] | None = None
 
 
 @dataclass
@@ -52,6 +55,7 @@ class Daemon:
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     debug_keys_file: TextIO | None = None
     control: ControlServer | None = None
+    metrics: MetricsServer | None = None
     #: Extra reactions to events (the member's outcome tracking, ...).
     listeners: list[Callable[[object], None]] = field(default_factory=list)
     #: Log lines for events runtime/logfmt.py does not know (the key server's rekey
@@ -61,7 +65,7 @@ class Daemon:
     def on_event(self, event: object) -> None:
         described = (describe(event) for describe in self.describers)
         level, line = next((d for d in described if d is not None), None) or describe_event(event)
-        log.log(level, "%s", line)
+        log.log(level, "%s", tagged(event, line))
         if isinstance(event, IkeSaEstablished) and self.debug_keys_file is not None:
             self._write_debug_key(event)
         for listener in self.listeners:
@@ -119,6 +123,21 @@ class Daemon:
             raise StartupError(str(exc)) from exc
         log.info("control socket %s", path)
 
+    async def start_metrics(self, render: Callable[[], bytes]) -> None:
+        """Serve ``render()`` at /metrics if ``--metrics`` asked for it."""
+        if self.options.metrics is None:
+            return
+        host, port = self.options.metrics
+        self.metrics = MetricsServer(host, port, render)
+        try:
+            await self.metrics.start()
+        except OSError as exc:
+            raise StartupError(
+                f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}"
+            ) from exc
+        log.info("metrics at http://%s:%d/metrics", host if ":" not in host else f"[{host}]",
+                 self.metrics.port)  # fmt: skip
+
     def install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -143,6 +162,8 @@ class Daemon:
             protocol.close()
         if self.control is not None:
             await self.control.close()
+        if self.metrics is not None:
+            await self.metrics.close()
         if self.debug_keys_file is not None:
             self.debug_keys_file.close()
 

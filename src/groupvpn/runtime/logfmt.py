@@ -2,11 +2,17 @@
 
 No event carries key material, and peer-supplied text is escaped where the
 event is built, so any event can be logged as it is.
+
+The daemons start each event's line with ``event=NAME`` (:func:`tagged`), the
+event's kind in a fixed vocabulary (docs/operations.md), so ``grep event=rekey-sent``
+or a logfmt parser finds every line of one kind whatever its wording; ``group=``
+and ``peer=`` follow in the lines that concern a group or a peer.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 
 from groupvpn.ike.events import (
     IkeSaDeleted,
@@ -89,3 +95,28 @@ def describe_event(event: object) -> tuple[int, str]:
     if isinstance(event, InternalError):
         return logging.ERROR, f"internal error ({event.where}), please report:\n{event.detail}"
     return logging.INFO, f"event: {event!r}"
+
+
+#: Where an event class's name would not say what happened to an operator.
+_EVENT_NAMES = {"MemberInactive": "member-removed"}
+
+
+#: Event class -> its name, worked out once per class: a big group's rekey brings
+#: thousands of ACK events at once.  Bounded by the number of event classes.
+_NAMES_BY_CLASS: dict[type, str] = {}
+
+
+def event_name(event: object) -> str:
+    """``RekeySent`` -> ``rekey-sent``: the ``event=`` value of the event's log line."""
+    kind = type(event)
+    name = _NAMES_BY_CLASS.get(kind)
+    if name is None:
+        title = kind.__name__
+        name = _EVENT_NAMES.get(title) or re.sub(r"(?<!^)(?=[A-Z])", "-", title).lower()
+        _NAMES_BY_CLASS[kind] = name
+    return name
+
+
+def tagged(event: object, line: str) -> str:
+    """The log line of ``event`` as the daemons write it: ``event=NAME`` first."""
+    return f"event={event_name(event)} {line}"

@@ -42,6 +42,8 @@ from groupvpn.runtime import member_views, views
 from groupvpn.runtime.base import Daemon, DaemonOptions, StartupError, group_by_local_address
 from groupvpn.runtime.binding import interface_address
 from groupvpn.runtime.control import DEFAULT_MEMBER_SOCKET
+from groupvpn.runtime.logfmt import tagged
+from groupvpn.runtime.metrics_families import member_families, render
 from groupvpn.runtime.udp import EndpointProtocol
 
 log = logging.getLogger("groupvpn")
@@ -165,6 +167,15 @@ async def _serve(
         log.info("group SAs cleared by operator; registering again")
         return None
 
+    def statistics() -> dict[str, object]:
+        return {"dataplane": "none"} if data_plane is None else data_plane.statistics()
+
+    def clear_statistics(args: dict[str, Any]) -> object:
+        if data_plane is not None:
+            data_plane.clear_statistics()
+            log.info("event=statistics-cleared ESP statistics cleared by operator")
+        return None
+
     await daemon.start_control(
         DEFAULT_MEMBER_SOCKET,
         {
@@ -185,11 +196,16 @@ async def _serve(
             "clear-member-ipsec-security-associations": clear,
             # Without its KEK a member cannot follow rekeys: it registers again too.
             "clear-member-kek-security-associations": clear,
-            "member-dataplane-statistics": lambda args: (
-                {"dataplane": "none"} if data_plane is None else data_plane.statistics()
-            ),
+            "member-dataplane-statistics": lambda args: statistics(),
+            "clear-member-ipsec-statistics": clear_statistics,
         },
     )
+    await daemon.start_metrics(
+        lambda: render(lambda: member_families(
+            statistics(), member_views.member_kek_security_associations(cores, clock()),
+            member_views.ike_security_associations(cores, clock()),
+        ))
+    )  # fmt: skip
     daemon.install_signal_handlers()
     log.info("member running; group VPNs: %s", ", ".join(v.name for v in vpns))
     daemon.pump_all()  # start registering (each VPN's first timer is due now)
@@ -279,7 +295,7 @@ class MemberDaemon(Daemon):
             super().on_event(event)
             return
         level, line = described
-        log.log(level, "%s", line)
+        log.log(level, "%s", tagged(event, line))
         for listener in self.listeners:
             listener(event)
 

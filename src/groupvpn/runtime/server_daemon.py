@@ -43,9 +43,11 @@ from groupvpn.runtime import server_views, views
 from groupvpn.runtime.base import Daemon, DaemonOptions, StartupError
 from groupvpn.runtime.binding import phase1_peer
 from groupvpn.runtime.control import DEFAULT_SERVER_SOCKET, ControlError
+from groupvpn.runtime.metrics_families import render, server_families
 from groupvpn.runtime.server_persistence import StatePersister
 from groupvpn.runtime.server_setup import ServerSetup, SetupError, load_server_setup
 from groupvpn.runtime.state import SIGNING_KEY_FILE, StateDirectory, StateError
+from groupvpn.runtime.statistics_views import clear_statistics, statistics_view
 from groupvpn.server import rekey_events
 from groupvpn.server.core import KeyServerCore
 from groupvpn.server.group_state import RestoredGroup
@@ -53,6 +55,7 @@ from groupvpn.server.groups import GroupDefinition, GroupKeyServer, counter_mode
 from groupvpn.server.rekey import RekeyReason
 from groupvpn.server.rekeying import KeyServerRekeying, MulticastDatagram, RekeyRefused
 from groupvpn.server.signing import SigningKey
+from groupvpn.server.statistics import ServerStatistics
 from groupvpn.store.server_store import StoreError
 
 log = logging.getLogger("groupvpn")
@@ -73,6 +76,8 @@ async def run_server(
             raise StartupError(problem)
     daemon = Daemon(options)
     daemon.describers.append(rekey_events.describe)
+    statistics = ServerStatistics(loop.time())
+    daemon.listeners.append(statistics.on_event)
     daemon.open_debug_keys()
     signing_key = _load_signing_key(state_dir) if setup.has_kek else None
     key_server = GroupKeyServer(
@@ -128,8 +133,13 @@ async def run_server(
                 key_server, clock(), rekeying
             ),
             "server-rekey": rekey,
+            "server-statistics": lambda args: statistics_view(statistics, key_server, clock()),
+            "clear-server-statistics": lambda args: clear_statistics(statistics, loop.time()),
             "reload": lambda args: reloader.reload(),
         },
+    )
+    await daemon.start_metrics(
+        lambda: render(lambda: server_families(statistics_view(statistics, key_server, clock())))
     )
     daemon.install_signal_handlers()
     loop.add_signal_handler(signal.SIGHUP, reloader.reload_on_signal)

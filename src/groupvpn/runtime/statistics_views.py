@@ -1,0 +1,25 @@
+"""The JSON of `show security group-vpn server statistics` (keys in docs/operations.md)."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+
+from groupvpn.runtime.views import Clock, JsonDict
+from groupvpn.server.groups import GroupKeyServer
+from groupvpn.server.statistics import ServerStatistics
+
+log = logging.getLogger("groupvpn")
+
+
+def statistics_view(statistics: ServerStatistics, groups: GroupKeyServer, clock: Clock) -> JsonDict:
+    """The counters with the groups configured now and their current member counts."""
+    members = Counter(record.group for record in groups.members())
+    configured = [(d.name, d.group_id) for d in groups.definitions()]
+    return statistics.view(configured, dict(members), clock.now, clock.utc(statistics.since))
+
+
+def clear_statistics(statistics: ServerStatistics, now: float) -> None:
+    """`clear security group-vpn server statistics`, noted in the log for the audit trail."""
+    statistics.clear(now)
+    log.info("event=statistics-cleared server statistics cleared by operator")
