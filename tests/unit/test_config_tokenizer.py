@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from groupvpn.config.tokenizer import Token, TokenizeError, split_lines, tokenize_line
 
@@ -50,3 +52,17 @@ def test_unterminated_quote(text: str) -> None:
 
 def test_line_numbers_follow_newlines_only() -> None:
     assert list(split_lines("a\r\nb\x0cc\u2028d\ne")) == ["a", "b\x0cc\u2028d", "e"]
+
+
+@settings(max_examples=300)
+@given(st.text(alphabet=st.sampled_from(list("ab-1. \t\x0b\x0c\u00a0\u2003/:")), max_size=40))
+def test_the_plain_line_shortcut_gives_what_the_expression_gives(text: str) -> None:
+    """Lines without quotes, brackets or '#' skip the regular expression: same tokens."""
+    from groupvpn.config import tokenizer
+
+    expected = tuple(
+        Token(m.group(), m.start() + 1)
+        for m in tokenizer._TOKEN.finditer(text)
+        if m.lastgroup == "word"
+    )
+    assert tokenize_line(text, 1) == expected

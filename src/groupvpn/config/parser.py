@@ -204,6 +204,7 @@ class _LineWalker:
                     del node.leaves[keyword]
                 elif keyword in node.lists:
                     del node.lists[keyword]
+                    node.list_values.pop(keyword, None)
                 else:
                     raise self._diag(keyword, "statement not found", "warning")
                 node.inactive[keyword] = self.number
@@ -286,9 +287,11 @@ class _LineWalker:
             ]
             _clear_exclusive(node, keyword)
             current = node.lists.setdefault(keyword, [])
+            seen = node.list_values.setdefault(keyword, set())
             for setting in settings:
                 # A leaf-list holds each value once, in the order first set (as Junos).
-                if all(s.value != setting.value for s in current):
+                if setting.value not in seen:
+                    seen.add(setting.value)
                     current.append(setting)
         else:
             option_token = rest[0]
@@ -332,5 +335,6 @@ def _clear_exclusive(node: Node, keyword: str) -> None:
     for other in node.schema.exclusive_with(keyword):
         node.leaves.pop(other, None)
         node.lists.pop(other, None)
+        node.list_values.pop(other, None)
         node.containers.pop(other, None)
         node.named.pop(other, None)

@@ -39,6 +39,9 @@ class Node:
     #: name`` for a named object), with that line: Junos keeps them in the file but
     #: commits as if they were not there.  A few mean "off" (``config.build_groups``).
     inactive: dict[str, int] = field(default_factory=dict)
+    #: The values of each leaf-list, to keep each value once without a scan (a group
+    #: with 8,000 `ike-gateway` lines would otherwise take seconds to load).
+    list_values: dict[str, set[object]] = field(default_factory=dict, repr=False)
 
     def container(self, keyword: str) -> Node | None:
         return self.containers.get(keyword)

@@ -15,6 +15,7 @@ from typing import Protocol
 
 from groupvpn.config.model import Secret
 
+_WHITESPACE = re.compile(r"\s")
 # ASCII only: str.isdigit() and int() accept other scripts' digits, Junos does not.
 _DECIMAL = re.compile(r"[0-9]+")
 _DOTTED_QUAD = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}")
@@ -133,7 +134,7 @@ class Name:
             raise ValueProblem(f"Must be a string of {self.max_len} characters or less")
         if self.pattern is not None and not self.pattern.fullmatch(token):
             raise ValueProblem(self.pattern_message)
-        if not token.isprintable() or any(c.isspace() for c in token):
+        if not token.isprintable() or _WHITESPACE.search(token):
             raise ValueProblem("Must not contain spaces or control characters")
         return token
 

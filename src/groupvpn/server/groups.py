@@ -369,6 +369,7 @@ class GroupKeyServer:
         members whose group or IKE gateway is gone; what is restored and what
         is not is reported, one entry per configured group that was stored.
         """
+        groups, members = list(groups), list(members)
         by_group: dict[int, list[MemberSnapshot]] = {}
         for member in members:
             by_group.setdefault(member.group_id, []).append(member)
@@ -386,9 +387,14 @@ class GroupKeyServer:
                 if kek is not None:
                     self._kek_spis[kek.spi] = kek.expires_at
             restored.append(result)
-        # Rewrite everything once: dropped members and groups go, the rest is current.
+        # Write the groups once (restored or new); of the members only those dropped
+        # (the others are stored as they are): 8,000 unchanged rows are not rewritten.
         self._changes.groups |= {stored.group_id for stored in groups} | set(self._groups)
-        self._changes.members |= {(m.group_id, m.address) for m in members}
+        self._changes.members |= {
+            (m.group_id, m.address)
+            for m in members
+            if m.group_id not in self._groups or m.address not in self._groups[m.group_id].members
+        }
         return restored
 
     # -- rekeys ---------------------------------------------------------------------
