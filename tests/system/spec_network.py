@@ -143,6 +143,25 @@ SpecNetwork = tuple[dict[str, Path], dict[str, DaemonProcess]]
 
 
 @contextlib.contextmanager
+def running_daemons(argv: dict[str, list[str]], logs: Path) -> Iterator[dict[str, DaemonProcess]]:
+    """Start each command in order (a name with "server" in it is a key server), wait
+    until it runs and every member registered; stop them all at the end."""
+    daemons: dict[str, DaemonProcess] = {}
+    try:
+        for name, command in argv.items():
+            daemons[name] = DaemonProcess(command, logs / f"{name}.log", name=name).start()
+            ready = "key server running" if "server" in name else "member running"
+            daemons[name].wait_for_line(ready, timeout=20)
+        for name, daemon in daemons.items():
+            if "server" not in name:
+                daemon.wait_for_line(r"group SAs installed: vpn=gvpn1", timeout=30)
+        yield daemons
+    finally:
+        for daemon in daemons.values():
+            daemon.stop()
+
+
+@contextlib.contextmanager
 def running_spec_network(
     tmp_path: Path,
     server_lines: Sequence[str] = (),

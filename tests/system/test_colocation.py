@@ -24,6 +24,7 @@ from tests.system.spec_network import (
     loopback_config,
     registered_members,
     rekey,
+    running_daemons,
 )
 
 
@@ -54,21 +55,11 @@ def test_server_and_member_on_one_host_from_one_configuration(tmp_path: Path):
                     str(tmp_path / "member1.sock")],
         "member2": groupvpn_argv("member", member2_conf, port=port),
     }  # fmt: skip
-    daemons: dict[str, DaemonProcess] = {}
-    try:
-        for name, command in argv.items():
-            daemons[name] = DaemonProcess(command, tmp_path / f"{name}.log", name=name).start()
-            ready = "key server running" if name == "server" else "member running"
-            daemons[name].wait_for_line(ready, timeout=20)
-        for name in ("member1", "member2"):
-            daemons[name].wait_for_line(r"group SAs installed: vpn=gvpn1", timeout=30)
+    with running_daemons(argv, tmp_path) as daemons:
         server_socket = conf.with_suffix(".sock")
         assert set(registered_members(server_socket)) == {"127.0.0.11", "127.0.0.12"}
         assert rekey(server_socket).returncode == 0
         eventually(lambda: _applied(daemons["member1"]) and _applied(daemons["member2"]))
-    finally:
-        for daemon in daemons.values():
-            daemon.stop()
 
 
 def test_server_and_member_in_one_file_need_co_location(tmp_path: Path):

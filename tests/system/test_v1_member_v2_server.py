@@ -33,6 +33,7 @@ from tests.system.spec_network import (
     loopback_config,
     member_keys,
     registered_members,
+    running_daemons,
     server_spis,
 )
 
@@ -73,12 +74,7 @@ def test_v1_members_register_with_a_v2_key_server_configured_as_the_spec_says(tm
         },
     }
     sockets = {name: conf.with_suffix(".sock") for name, conf in confs.items()}
-    daemons: dict[str, DaemonProcess] = {}
-    try:
-        for name, command in argv.items():
-            daemons[name] = DaemonProcess(command, tmp_path / f"{name}.log", name=name).start()
-            ready = "key server running" if name == "server" else "member running"
-            daemons[name].wait_for_line(ready, timeout=20)
+    with running_daemons(argv, tmp_path) as daemons:
         for name in ("member1", "member2"):
             daemons[name].wait_for_line(
                 r"registered: vpn=gvpn1 group-id=1 teks=3 kek=no", timeout=30
@@ -114,6 +110,3 @@ def test_v1_members_register_with_a_v2_key_server_configured_as_the_spec_says(tm
         eventually(lambda: _spis(sockets["member1"]) <= new and _spis(sockets["member2"]) <= new)
         for daemon in daemons.values():
             assert "Traceback" not in daemon.log_text()
-    finally:
-        for daemon in daemons.values():
-            daemon.stop()
