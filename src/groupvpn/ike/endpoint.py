@@ -7,18 +7,23 @@ Driven like aioquic's connection::
     deadline = endpoint.get_timer()              # call handle_timer(now) then
     while (event := endpoint.next_event()): ...
 
-It never touches a socket or a clock.  A responder creates state only for a
+It never touches a socket or a clock.  A Main Mode responder answers a
 well-formed first message from a configured gateway that offers an acceptable
-proposal; everything else is a :class:`PacketDropped` or an unprotected Notify.
+proposal with a MAC cookie and keeps only a bounded half-open record; it
+creates an SA and does Diffie-Hellman work only when MM3 echoes that cookie
+from the same address (:mod:`groupvpn.ike.guard`, docs/hostile-network.md).
+Everything else is a counted :class:`PacketDropped` or a rate-limited
+unprotected Notify.
 No exception leaves :meth:`receive_datagram` or :meth:`handle_timer`: a bug
 becomes an :class:`InternalError` event and the endpoint carries on.
 """
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import traceback
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from ipaddress import IPv4Address, ip_address
 
@@ -33,6 +38,20 @@ from groupvpn.ike.events import (
     InternalError,
     NotifyReceived,
     PacketDropped,
+)
+from groupvpn.ike.guard import (
+    AGGRESSIVE_ANSWER_BURST,
+    AGGRESSIVE_ANSWER_RATE,
+    DROP_EVENT_BURST,
+    DROP_EVENT_RATE,
+    FIRST_MESSAGE_MAX_OCTETS,
+    NOTIFY_BURST,
+    NOTIFY_RATE,
+    Drop,
+    HalfOpen,
+    HalfOpenTable,
+    ResponderCookies,
+    TokenBucket,
 )
 from groupvpn.ike.informational import (
     isakmp_delete,
@@ -49,7 +68,7 @@ from groupvpn.ike.table import ZERO_COOKIE, SaTable
 from groupvpn.ike.timers import DeadlineHeap
 from groupvpn.wire.buffer import DecodeError
 from groupvpn.wire.constants import ExchangeType, NotifyType, ProtocolId, notify_name
-from groupvpn.wire.message import IsakmpHeader, decode_message, pull_header
+from groupvpn.wire.message import IsakmpHeader, decode_message, encode_message, pull_header
 from groupvpn.wire.payloads import DeletePayload, IdPayload, NotifyPayload, SaPayload
 
 _PHASE1_EXCHANGES: dict[int, Mode] = {
@@ -100,6 +119,16 @@ class IkeEndpoint:
         self._exchange_handlers: dict[int, ExchangeHandler] = {}
         self._outbox: list[tuple[bytes, Address]] = []
         self._events: deque[IkeEvent] = deque()
+        # Hostile-network defences (groupvpn.ike.guard).  Cookies stay good for at
+        # least as long as a half-open negotiation may wait for its MM3.
+        self._cookies = ResponderCookies(random_bytes, period=self._message_budget)
+        self._half_open = HalfOpenTable(lifetime=self._message_budget)
+        self._notifies = TokenBucket(NOTIFY_RATE, NOTIFY_BURST)
+        self._aggressive_answers = TokenBucket(AGGRESSIVE_ANSWER_RATE, AGGRESSIVE_ANSWER_BURST)
+        self._drop_events = TokenBucket(DROP_EVENT_RATE, DROP_EVENT_BURST)
+        #: Every drop, by stable reason (the events carry the details, rate-limited).
+        self.drop_counts: Counter[Drop] = Counter()
+        self._now = 0.0
 
     def set_peers(self, peers: Iterable[Phase1Peer]) -> None:
         """The configured gateways (again, after a reload).
@@ -118,6 +147,7 @@ class IkeEndpoint:
     # -- the sans-IO interface ---------------------------------------------------
 
     def initiate(self, gateway: str, now: float) -> None:
+        self._now = now
         peer = self._peers_by_name.get(gateway)
         if peer is None:
             raise UnknownGateway(gateway)
@@ -133,10 +163,11 @@ class IkeEndpoint:
         self._apply(sa, Step(data, expect_reply=True), now, received=None)
 
     def receive_datagram(self, data: bytes, addr: Address, now: float) -> None:
+        self._now = now
         try:
             self._receive(data, addr, now)
         except DecodeError as exc:
-            self._drop(addr, f"malformed: {exc}")
+            self._drop(addr, f"malformed: {exc}", Drop.MALFORMED)
         except Exception:  # a bug must not stop the daemon: report it and carry on
             self._events.append(InternalError(f"datagram from {addr[0]}", traceback.format_exc()))
 
@@ -148,6 +179,8 @@ class IkeEndpoint:
         return self._timers.next_deadline()
 
     def handle_timer(self, now: float) -> None:
+        self._now = now
+        self._half_open.expire(now)
         for sa in self._timers.pop_due(now):
             try:
                 self._handle_sa_timer(sa, now)
@@ -212,6 +245,7 @@ class IkeEndpoint:
                 self._delete(sa, "shutting down")
             else:
                 self._forget(sa)
+        self._half_open.clear()
 
     # -- receiving -----------------------------------------------------------------
 
@@ -221,16 +255,20 @@ class IkeEndpoint:
             raise DecodeError("initiator cookie is zero", 0, NotifyType.INVALID_COOKIE)
         mode = _PHASE1_EXCHANGES.get(header.exchange_type)
         if mode is not None and header.message_id != 0:
-            self._drop(addr, f"phase 1 message with message ID {header.message_id:#010x}")
+            why = f"phase 1 message with message ID {header.message_id:#010x}"
+            self._drop(addr, why, Drop.MALFORMED)
             return
         if mode is not None and header.responder_cookie == ZERO_COOKIE:
             self._receive_first_message(data, header, mode, addr, now)
             return
         sa = self._table.find(header.initiator_cookie, header.responder_cookie)
-        if sa is None:
-            self._drop(addr, "no IKE SA for these cookies")
+        if sa is None and mode is Mode.MAIN:
+            self._receive_third_message(data, header, addr, now)
+        elif sa is None:
+            self._drop(addr, Drop.NO_SA, Drop.NO_SA)
         elif sa.peer != addr:
-            self._drop(addr, f"message for the SA with {sa.peer[0]} came from elsewhere")
+            why = f"message for the SA with {sa.peer[0]} came from elsewhere"
+            self._drop(addr, why, Drop.WRONG_ADDRESS)
         elif header.exchange_type == ExchangeType.INFORMATIONAL:
             self._receive_informational(sa, data, header, now)
         elif mode is sa.mode:
@@ -238,7 +276,8 @@ class IkeEndpoint:
         elif sa.state is SaState.ESTABLISHED and header.exchange_type in self._exchange_handlers:
             self._exchange_handlers[header.exchange_type](sa, header, data, now)
         else:
-            self._drop(addr, f"exchange type {header.exchange_type} not handled for this SA")
+            why = f"exchange type {header.exchange_type} not handled for this SA"
+            self._drop(addr, why, Drop.UNEXPECTED)
 
     def _is_repeat(self, sa: IkeSa, data: bytes) -> bool:
         """Answer or ignore a message this negotiation has already accepted."""
@@ -247,7 +286,7 @@ class IkeEndpoint:
         if data == sa.last_received and sa.last_sent is not None:
             self._resend_last(sa, "peer repeated its last message")
         else:
-            self._drop(sa.peer, "late repeat of a message already handled")
+            self._drop(sa.peer, "late repeat of a message already handled", Drop.REPEAT)
         return True
 
     def _receive_phase1(self, sa: IkeSa, data: bytes, header: IsakmpHeader, now: float) -> None:
@@ -255,7 +294,8 @@ class IkeEndpoint:
             return
         step_function = phase1.STEPS.get((sa.mode, sa.role, sa.state))
         if step_function is None:
-            self._drop(sa.peer, f"unexpected {sa.mode.value} mode message ({sa.state.value})")
+            why = f"unexpected {sa.mode.value} mode message ({sa.state.value})"
+            self._drop(sa.peer, why, Drop.UNEXPECTED)
             return
         # The first answer to our offer names the responder's cookie; it is bound to
         # the SA only if that answer checks out (a stray header cannot re-key the SA).
@@ -284,7 +324,7 @@ class IkeEndpoint:
             reason = f"cannot decrypt peer's message (pre-shared key mismatch?): {exc.reason}"
             self._fail(sa, Failure(reason, NotifyType.AUTHENTICATION_FAILED))
         else:
-            self._drop(sa.peer, f"malformed: {exc}")
+            self._drop(sa.peer, f"malformed: {exc}", Drop.MALFORMED)
 
     def _open(self, sa: IkeSa, data: bytes, header: IsakmpHeader) -> Received:
         if header.encrypted:
@@ -299,40 +339,118 @@ class IkeEndpoint:
         existing = self._table.find_by_first_message(header.initiator_cookie, addr)
         if existing is not None:
             if not self._is_repeat(existing, data):
-                self._drop(addr, "different first message for a negotiation in progress")
+                why = "different first message for a negotiation in progress"
+                self._drop(addr, why, Drop.REPEAT)
+            return
+        half_open = self._half_open.find_by_first_message(header.initiator_cookie, addr, now)
+        if half_open is not None:
+            self._repeat_half_open(half_open, data)
             return
         if self._table.is_ours(header.initiator_cookie):
-            self._drop(addr, "first message carries one of our own initiator cookies")
+            why = "first message carries one of our own initiator cookies"
+            self._drop(addr, why, Drop.UNEXPECTED)
             return
         peer = self._peers_by_address.get(_ipv4(addr[0]))
         if peer is None:
-            self._drop(addr, f"no IKE gateway configured for {addr[0]}")
+            self._drop(addr, f"no IKE gateway configured for {addr[0]}", Drop.UNKNOWN_GATEWAY)
+            return
+        if len(data) > FIRST_MESSAGE_MAX_OCTETS:
+            why = f"first message of {len(data)} octets is longer than {FIRST_MESSAGE_MAX_OCTETS}"
+            self._drop(addr, why, Drop.FIRST_MESSAGE_TOO_LONG)
             return
         message = decode_message(data)
         received = Received(message.payloads, message.raw_payloads, header.encrypted)
         decision = self._admit(peer, mode, received)
         if isinstance(decision, Refusal):
             # Answer, but keep no state for a message we will not take.
-            notify = unprotected_notify(header.initiator_cookie, ZERO_COOKIE, decision.notify)
-            self._outbox.append((notify, addr))
+            self._send_unprotected_notify(
+                header.initiator_cookie, ZERO_COOKIE, decision.notify, addr
+            )
             self._events.append(
                 IkeSaFailed(addr, peer.gateway, Role.RESPONDER.value, mode.value,
                             decision.reason, decision.notify)
             )  # fmt: skip
             return
         offer, selection = decision
+        sai_b = next(raw[4:] for p, raw in zip(received.payloads, received.raw, strict=True)
+                     if isinstance(p, SaPayload))  # fmt: skip
+        if mode is Mode.MAIN:
+            self._answer_main_mode(data, header, addr, peer, sai_b, offer, selection, now)
+            return
+        if not self._aggressive_answers.take(now):
+            self._drop(addr, Drop.AGGRESSIVE_RATE, Drop.AGGRESSIVE_RATE)
+            return
         sa = self._new_sa(
             Role.RESPONDER, mode, addr, peer, header.initiator_cookie, self._cookie(), now
         )
-        sa.sai_b = next(raw[4:] for p, raw in zip(received.payloads, received.raw, strict=True)
-                        if isinstance(p, SaPayload))  # fmt: skip
+        sa.sai_b = sai_b
         sa.agreed = selection.agreed
         self._table.add(sa)
-        answer = sa_answer(offer, selection)
-        if mode is Mode.MAIN:
-            step = Step(phase1.main_mode_answer(sa, answer))
+        step = phase1.aggressive_mode_answer(sa, received, self._env, sa_answer(offer, selection))
+        self._apply(sa, step, now, received=data)
+
+    def _answer_main_mode(
+        self, data: bytes, header: IsakmpHeader, addr: Address, peer: Phase1Peer,
+        sai_b: bytes, offer: SaPayload, selection: Selection, now: float,
+    ) -> None:  # fmt: skip
+        """MM2 with a MAC cookie; what MM3 will need is kept in the half-open table."""
+        responder_cookie = self._cookies.issue(header.initiator_cookie, addr, now)
+        answer = encode_message(
+            header.initiator_cookie, responder_cookie, ExchangeType.IDENTITY_PROTECTION,
+            [sa_answer(offer, selection)],
+        )  # fmt: skip
+        entry = HalfOpen(
+            peer=addr, policy=peer, initiator_cookie=header.initiator_cookie,
+            responder_cookie=responder_cookie, sai_b=sai_b, agreed=selection.agreed,
+            first_digest=hashlib.sha256(data).digest(), answer=answer, created_at=now,
+        )  # fmt: skip
+        for reason in self._half_open.add(entry, now):
+            self._drop(addr, reason, reason)
+        self._outbox.append((answer, addr))
+
+    def _repeat_half_open(self, entry: HalfOpen, data: bytes) -> None:
+        """MM1 again before MM3: the initiator lost our MM2, so send it again (a few times)."""
+        if hashlib.sha256(data).digest() != entry.first_digest:
+            why = "different first message for a negotiation in progress"
+            self._drop(entry.peer, why, Drop.REPEAT)
+        elif entry.resends >= self._retransmit_limit:
+            self._drop(
+                entry.peer, "peer repeated its first message; not answering again", Drop.REPEAT
+            )
         else:
-            step = phase1.aggressive_mode_answer(sa, received, self._env, answer)
+            entry.resends += 1
+            self._outbox.append((entry.answer, entry.peer))
+
+    def _receive_third_message(
+        self, data: bytes, header: IsakmpHeader, addr: Address, now: float
+    ) -> None:
+        """A Main Mode message for no SA: MM3 if it echoes a cookie we gave this address.
+
+        Only then does the responder create an SA and start Diffie-Hellman.
+        """
+        cookies = header.initiator_cookie, header.responder_cookie
+        if not self._cookies.check(*cookies, addr, now):
+            # Forged, stale, or for an SA we have forgotten: one HMAC, no lookup.
+            self._drop(addr, Drop.FORGED_COOKIE, Drop.FORGED_COOKIE)
+            return
+        entry = self._half_open.find(*cookies, now)
+        if entry is None:
+            self._drop(addr, Drop.HALF_OPEN_GONE, Drop.HALF_OPEN_GONE)
+            return
+        sa = self._new_sa(Role.RESPONDER, Mode.MAIN, addr, entry.policy, *cookies, entry.created_at)
+        sa.sai_b, sa.agreed, sa.state = entry.sai_b, entry.agreed, SaState.MM_SA_ANSWERED
+        try:
+            message = self._open(sa, data, header)
+        except DecodeError as exc:
+            self._drop(addr, f"malformed: {exc}", Drop.MALFORMED)
+            return
+        step = phase1.mm_responder_got_ke(sa, message, self._env)
+        if step.drop is not None:
+            # Not an MM3 after all: the half-open entry waits for the real one.
+            self._drop(addr, step.drop, Drop.UNEXPECTED)
+            return
+        self._half_open.remove(entry)
+        self._table.add(sa)
         self._apply(sa, step, now, received=data)
 
     def _admit(
@@ -358,7 +476,7 @@ class IkeEndpoint:
             self._receive_unprotected_notify(sa, data)
             return
         if sa.keys is None:
-            self._drop(sa.peer, "encrypted Informational before keys exist")
+            self._drop(sa.peer, "encrypted Informational before keys exist", Drop.UNEXPECTED)
             return
         try:
             payloads = open_protected_informational(sa, data, header).payloads
@@ -369,7 +487,7 @@ class IkeEndpoint:
                 why = f"cannot decrypt the peer's Informational (pre-shared key mismatch?): {exc}"
                 self._fail(sa, Failure(why))
             else:
-                self._drop(sa.peer, f"Informational rejected: {exc}")
+                self._drop(sa.peer, f"Informational rejected: {exc}", Drop.MALFORMED)
             return
         for payload in payloads:
             if isinstance(payload, DeletePayload) and _deletes_isakmp_sa(payload, sa):
@@ -395,12 +513,14 @@ class IkeEndpoint:
         # Honoured only until the SA is established: before that, a cleartext error
         # (NO-PROPOSAL-CHOSEN, AUTHENTICATION-FAILED) is all a peer without our keys can send.
         if sa.state is SaState.ESTABLISHED:
-            self._drop(sa.peer, "unprotected Informational for an established SA")
+            why = "unprotected Informational for an established SA"
+            self._drop(sa.peer, why, Drop.UNEXPECTED)
             return
         message = decode_message(data)
         notifies = [p for p in message.payloads if isinstance(p, NotifyPayload)]
         if len(notifies) != len(message.payloads) or not notifies:
-            self._drop(sa.peer, "unprotected Informational may only carry Notify payloads")
+            why = "unprotected Informational may only carry Notify payloads"
+            self._drop(sa.peer, why, Drop.MALFORMED)
             return
         for notify in notifies:
             self._events.append(NotifyReceived(sa.peer, notify.notify_type, False))
@@ -412,7 +532,7 @@ class IkeEndpoint:
 
     def _apply(self, sa: IkeSa, step: Step, now: float, received: bytes | None) -> None:
         if step.drop is not None:
-            self._drop(sa.peer, step.drop)
+            self._drop(sa.peer, step.drop, Drop.UNEXPECTED)
             return
         if step.failure is not None:
             self._fail(sa, step.failure)
@@ -474,15 +594,16 @@ class IkeEndpoint:
         copies are triggered, one message goes out at most 1 + limit times.
         """
         if sa.last_sent is None or sa.retransmits >= self._retransmit_limit:
-            self._drop(sa.peer, f"{why}; not answering again")
+            self._drop(sa.peer, f"{why}; not answering again", Drop.REPEAT)
             return
         sa.retransmits += 1
         self._outbox.append((sa.last_sent, sa.peer))
 
     def _fail(self, sa: IkeSa, failure: Failure) -> None:
         if failure.notify is not None:
-            notify = unprotected_notify(sa.initiator_cookie, sa.responder_cookie, failure.notify)
-            self._outbox.append((notify, sa.peer))
+            self._send_unprotected_notify(
+                sa.initiator_cookie, sa.responder_cookie, failure.notify, sa.peer
+            )
         self._forget(sa)
         self._events.append(
             IkeSaFailed(sa.peer, sa.policy.gateway, sa.role.value, sa.mode.value,
@@ -493,6 +614,16 @@ class IkeEndpoint:
         self._send_informational(sa, isakmp_delete(sa))
         self._forget(sa)
         self._events.append(IkeSaDeleted(sa.info(), reason, False))
+
+    def _send_unprotected_notify(
+        self, initiator_cookie: bytes, responder_cookie: bytes, notify_type: int, addr: Address
+    ) -> None:
+        # What a forged packet can make us send, possibly to a forged address: rate-limited.
+        if not self._notifies.take(self._now):
+            self._drop(addr, Drop.NOTIFY_RATE, Drop.NOTIFY_RATE)
+            return
+        notify = unprotected_notify(initiator_cookie, responder_cookie, notify_type)
+        self._outbox.append((notify, addr))
 
     def _send_informational(self, sa: IkeSa, payload: NotifyPayload | DeletePayload) -> None:
         message_id = int.from_bytes(self._env.random_bytes(4), "big") or 1
@@ -523,8 +654,17 @@ class IkeEndpoint:
     def _local_id(self, peer: Phase1Peer) -> IdPayload:
         return peer.local_identity or IdPayload.ipv4(self.local_address)
 
-    def _drop(self, addr: Address, reason: str) -> None:
-        self._events.append(PacketDropped(addr, reason))
+    def _drop(self, addr: Address, reason: str, kind: Drop = Drop.OTHER) -> None:
+        """Count a drop under ``kind``; report it as an event unless drops are flooding in."""
+        self.drop_counts[kind] += 1
+        if self._drop_events.take(self._now):
+            self._events.append(PacketDropped(addr, reason))
+
+    # -- inspection (tests, statistics) ------------------------------------------------
+
+    def half_open_count(self, host: str | None = None) -> int:
+        """Main Mode negotiations waiting for MM3 (from ``host``, or in total)."""
+        return len(self._half_open) if host is None else self._half_open.count_for(host)
 
 
 def _peer_error(notify_type: int) -> str:
