@@ -23,6 +23,7 @@ from groupvpn.ike.guard import (
     Drop,
     HalfOpen,
     HalfOpenTable,
+    MainModeAnswer,
     ResponderCookies,
     TokenBucket,
 )
@@ -166,8 +167,8 @@ def test_half_open_records_are_bounded_per_address_oldest_out():
 def _entry(host: str, number: int, created_at: float) -> HalfOpen:
     return HalfOpen(
         peer=(host, PORT), policy=peer(host), initiator_cookie=number.to_bytes(8, "big"),
-        responder_cookie=b"R" * 8, sai_b=b"", agreed=proposal(), first_digest=b"",
-        answer=b"", created_at=created_at,
+        responder_cookie=b"R" * 8, offer=MainModeAnswer(b"", proposal(), b""), first_tail=b"",
+        created_at=created_at,
     )  # fmt: skip
 
 
@@ -267,3 +268,29 @@ def test_phase1_messages_out_of_order_are_dropped_not_fatal():
     assert len(pair.initiator.established()) == 1
     pair.collect()
     assert not [e for e in pair.events_r + pair.events_i if isinstance(e, InternalError)]
+
+
+def test_copies_of_an_offer_are_decided_once_until_a_reload(monkeypatch: pytest.MonkeyPatch):
+    from groupvpn.wire.message import decode_message
+
+    decodes = 0
+
+    def counting(data: bytes) -> object:
+        nonlocal decodes
+        decodes += 1
+        return decode_message(data)
+
+    monkeypatch.setattr("groupvpn.ike.endpoint.decode_message", counting)
+    pair = make_pair()
+    mm1 = _mm1(pair)
+    for n in range(1, 51):
+        pair.responder.receive_datagram(n.to_bytes(8, "big") + mm1[8:], SOURCE, 0.0)
+    assert decodes == 1 and pair.responder.half_open_count() == HALF_OPEN_PER_ADDRESS
+    answers = [data for data, _ in pair.responder.datagrams_to_send()]
+    assert len({data[16:] for data in answers}) == 1  # one MM2 body, 50 cookie pairs
+    assert len({data[:16] for data in answers}) == 50
+    # After a reload that takes the proposal away, the same offer is refused.
+    pair.responder.set_peers([peer(INITIATOR_IP, proposals=(proposal("aes-256-cbc"),))])
+    pair.responder.receive_datagram(b"\xee" * 8 + mm1[8:], SOURCE, 0.0)
+    [(refusal, _)] = pair.responder.datagrams_to_send()
+    assert decodes == 2 and pull_header(refusal).exchange_type == 5  # Informational

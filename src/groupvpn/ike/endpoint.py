@@ -20,7 +20,6 @@ becomes an :class:`InternalError` event and the endpoint carries on.
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 import traceback
 from collections import Counter, deque
@@ -50,6 +49,8 @@ from groupvpn.ike.guard import (
     Drop,
     HalfOpen,
     HalfOpenTable,
+    MainModeAnswer,
+    OfferCache,
     ResponderCookies,
     TokenBucket,
 )
@@ -111,6 +112,7 @@ class IkeEndpoint:
         self._message_budget = retransmit_interval * (2 ** (retransmit_limit + 1))
         self._peers_by_name: dict[str, Phase1Peer] = {}
         self._peers_by_address: dict[IPv4Address, Phase1Peer] = {}
+        self._offers = OfferCache()
         self.set_peers(peers)
         self._table = SaTable()
         #: Each SA's next deadline; every change of one of its timers reschedules it.
@@ -143,6 +145,7 @@ class IkeEndpoint:
             for address in peer.addresses:
                 by_address.setdefault(address, peer)
         self._peers_by_name, self._peers_by_address = by_name, by_address
+        self._offers.clear()  # decisions were taken under the old policies
 
     # -- the sans-IO interface ---------------------------------------------------
 
@@ -358,59 +361,74 @@ class IkeEndpoint:
             why = f"first message of {len(data)} octets is longer than {FIRST_MESSAGE_MAX_OCTETS}"
             self._drop(addr, why, Drop.FIRST_MESSAGE_TOO_LONG)
             return
+        if mode is Mode.MAIN:
+            self._receive_main_mode_offer(data, header, addr, peer, now)
+            return
         message = decode_message(data)
         received = Received(message.payloads, message.raw_payloads, header.encrypted)
         decision = self._admit(peer, mode, received)
         if isinstance(decision, Refusal):
-            # Answer, but keep no state for a message we will not take.
-            self._send_unprotected_notify(
-                header.initiator_cookie, ZERO_COOKIE, decision.notify, addr
-            )
-            self._events.append(
-                IkeSaFailed(addr, peer.gateway, Role.RESPONDER.value, mode.value,
-                            decision.reason, decision.notify)
-            )  # fmt: skip
-            return
-        offer, selection = decision
-        sai_b = next(raw[4:] for p, raw in zip(received.payloads, received.raw, strict=True)
-                     if isinstance(p, SaPayload))  # fmt: skip
-        if mode is Mode.MAIN:
-            self._answer_main_mode(data, header, addr, peer, sai_b, offer, selection, now)
+            self._refuse(header, addr, peer, mode, decision)
             return
         if not self._aggressive_answers.take(now):
             self._drop(addr, Drop.AGGRESSIVE_RATE, Drop.AGGRESSIVE_RATE)
             return
+        offer, selection = decision
         sa = self._new_sa(
             Role.RESPONDER, mode, addr, peer, header.initiator_cookie, self._cookie(), now
         )
-        sa.sai_b = sai_b
+        sa.sai_b = _sa_body(received)
         sa.agreed = selection.agreed
         self._table.add(sa)
         step = phase1.aggressive_mode_answer(sa, received, self._env, sa_answer(offer, selection))
         self._apply(sa, step, now, received=data)
 
-    def _answer_main_mode(
-        self, data: bytes, header: IsakmpHeader, addr: Address, peer: Phase1Peer,
-        sai_b: bytes, offer: SaPayload, selection: Selection, now: float,
-    ) -> None:  # fmt: skip
-        """MM2 with a MAC cookie; what MM3 will need is kept in the half-open table."""
-        responder_cookie = self._cookies.issue(header.initiator_cookie, addr, now)
-        answer = encode_message(
-            header.initiator_cookie, responder_cookie, ExchangeType.IDENTITY_PROTECTION,
-            [sa_answer(offer, selection)],
+    def _refuse(
+        self, header: IsakmpHeader, addr: Address, peer: Phase1Peer, mode: Mode, refusal: Refusal
+    ) -> None:
+        # Answer, but keep no state for a message we will not take.
+        self._send_unprotected_notify(header.initiator_cookie, ZERO_COOKIE, refusal.notify, addr)
+        self._events.append(
+            IkeSaFailed(addr, peer.gateway, Role.RESPONDER.value, mode.value,
+                        refusal.reason, refusal.notify)
         )  # fmt: skip
+
+    def _receive_main_mode_offer(
+        self, data: bytes, header: IsakmpHeader, addr: Address, peer: Phase1Peer, now: float
+    ) -> None:
+        """MM2 with a MAC cookie; what MM3 will need is kept in the half-open table."""
+        tail = data[16:]  # everything but the cookies
+        decision = self._offers.get(peer.gateway, tail)
+        if decision is None:
+            message = decode_message(data)
+            received = Received(message.payloads, message.raw_payloads, header.encrypted)
+            admitted = self._admit(peer, Mode.MAIN, received)
+            if isinstance(admitted, Refusal):
+                decision = admitted
+            else:
+                offer, selection = admitted
+                answer = encode_message(
+                    ZERO_COOKIE, ZERO_COOKIE, ExchangeType.IDENTITY_PROTECTION,
+                    [sa_answer(offer, selection)],
+                )  # fmt: skip
+                decision = MainModeAnswer(_sa_body(received), selection.agreed, answer[16:])
+            self._offers.put(peer.gateway, tail, decision)
+        if isinstance(decision, Refusal):
+            self._refuse(header, addr, peer, Mode.MAIN, decision)
+            return
+        assert isinstance(decision, MainModeAnswer)
         entry = HalfOpen(
             peer=addr, policy=peer, initiator_cookie=header.initiator_cookie,
-            responder_cookie=responder_cookie, sai_b=sai_b, agreed=selection.agreed,
-            first_digest=hashlib.sha256(data).digest(), answer=answer, created_at=now,
+            responder_cookie=self._cookies.issue(header.initiator_cookie, addr, now),
+            offer=decision, first_tail=tail, created_at=now,
         )  # fmt: skip
         for reason in self._half_open.add(entry, now):
             self._drop(addr, reason, reason)
-        self._outbox.append((answer, addr))
+        self._outbox.append((entry.answer, addr))
 
     def _repeat_half_open(self, entry: HalfOpen, data: bytes) -> None:
         """MM1 again before MM3: the initiator lost our MM2, so send it again (a few times)."""
-        if hashlib.sha256(data).digest() != entry.first_digest:
+        if data[16:] != entry.first_tail:
             why = "different first message for a negotiation in progress"
             self._drop(entry.peer, why, Drop.REPEAT)
         elif entry.resends >= self._retransmit_limit:
@@ -665,6 +683,12 @@ class IkeEndpoint:
     def half_open_count(self, host: str | None = None) -> int:
         """Main Mode negotiations waiting for MM3 (from ``host``, or in total)."""
         return len(self._half_open) if host is None else self._half_open.count_for(host)
+
+
+def _sa_body(received: Received) -> bytes:
+    """SAi_b: the body of the first message's SA payload exactly as it arrived."""
+    return next(raw[4:] for p, raw in zip(received.payloads, received.raw, strict=True)
+                if isinstance(p, SaPayload))  # fmt: skip
 
 
 def _peer_error(notify_type: int) -> str:

@@ -12,6 +12,8 @@ cookie that only a host able to receive at its address can know
 * :class:`HalfOpenTable`: what MM1 leaves behind (SAi_b and the selected
   proposal, which MM3 does not repeat), bounded per source address and in
   total, oldest first out;
+* :class:`OfferCache`: the decision on an MM1, by its octets after the
+  cookies, so a flood of copies with fresh cookies costs a lookup, not a decode;
 * :class:`TokenBucket`: rate limits for Notifies and other answers that an
   unauthenticated packet can trigger;
 * :class:`Drop`: the stable reasons drops are counted under.
@@ -52,6 +54,9 @@ AGGRESSIVE_ANSWER_BURST = 100
 #: that they are only counted, so a flood cannot flood the log too.
 DROP_EVENT_RATE = 50.0
 DROP_EVENT_BURST = 200
+#: Distinct first messages whose decision is remembered.  Real members of one
+#: group send a handful of distinct offers; a flood of distinct ones only churns it.
+OFFER_CACHE_SIZE = 64
 #: Octets of MAC in a responder cookie (the first octet names the time bucket).
 _MAC_OCTETS = 7
 
@@ -152,23 +157,74 @@ class ResponderCookies:
         return bytes([bucket & 0xFF]) + mac[:_MAC_OCTETS]
 
 
+@dataclass(frozen=True, slots=True)
+class MainModeAnswer:
+    """An accepted MM1 offer: what MM3 will need and our MM2 minus its cookies."""
+
+    #: Body of the initiator's SA payload: HASH_I and HASH_R cover it, MM3 does not repeat it.
+    sai_b: bytes
+    agreed: Phase1Proposal
+    answer_tail: bytes
+
+
 @dataclass(eq=False, slots=True)
 class HalfOpen:
-    """What a Main Mode responder keeps between MM2 and MM3: no keys, no DH."""
+    """What a Main Mode responder keeps between MM2 and MM3: no keys, no DH.
+
+    The octets it holds are shared with the :class:`OfferCache` entry, so a
+    flood of copies of one MM1 costs a few small objects per record.
+    """
 
     peer: Address
     policy: Phase1Peer
     initiator_cookie: bytes
     responder_cookie: bytes
-    #: Body of the initiator's SA payload: HASH_I and HASH_R cover it, MM3 does not repeat it.
-    sai_b: bytes
-    agreed: Phase1Proposal
-    #: SHA-256 of MM1, to tell a retransmission from a different first message.
-    first_digest: bytes
-    #: Our MM2, sent again when MM1 is repeated.
-    answer: bytes = field(repr=False)
+    offer: MainModeAnswer
+    #: MM1 after its cookies, to tell a retransmission from a different first message.
+    first_tail: bytes = field(repr=False)
     created_at: float
     resends: int = 0
+
+    @property
+    def sai_b(self) -> bytes:
+        return self.offer.sai_b
+
+    @property
+    def agreed(self) -> Phase1Proposal:
+        return self.offer.agreed
+
+    @property
+    def answer(self) -> bytes:
+        """Our MM2, sent again when MM1 is repeated."""
+        return self.initiator_cookie + self.responder_cookie + self.offer.answer_tail
+
+
+class OfferCache:
+    """Decisions on first messages, by gateway and the message's octets after the cookies.
+
+    The decision depends on nothing else (the gateway's policy is fixed until
+    :meth:`clear`, which a reload calls), so a copy of an MM1 with other
+    cookies gets the same answer without being decoded again.
+    """
+
+    def __init__(self, size: int = OFFER_CACHE_SIZE) -> None:
+        self._size = size
+        self._entries: OrderedDict[tuple[str, bytes], object] = OrderedDict()
+
+    def get(self, gateway: str, tail: bytes) -> object | None:
+        key = (gateway, tail)
+        found = self._entries.get(key)
+        if found is not None:
+            self._entries.move_to_end(key)
+        return found
+
+    def put(self, gateway: str, tail: bytes, decision: object) -> None:
+        self._entries[(gateway, tail)] = decision
+        if len(self._entries) > self._size:
+            self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        self._entries.clear()
 
 
 class HalfOpenTable:
