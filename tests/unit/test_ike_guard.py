@@ -294,3 +294,12 @@ def test_copies_of_an_offer_are_decided_once_until_a_reload(monkeypatch: pytest.
     pair.responder.receive_datagram(b"\xee" * 8 + mm1[8:], SOURCE, 0.0)
     [(refusal, _)] = pair.responder.datagrams_to_send()
     assert decodes == 2 and pull_header(refusal).exchange_type == 5  # Informational
+
+
+def test_refused_offers_are_counted_and_their_reports_bounded():
+    pair = make_pair(peer(RESPONDER_IP, mode="main"), peer(INITIATOR_IP, mode="aggressive"))
+    for _ in range(DROP_EVENT_BURST + 50):
+        pair.responder.receive_datagram(_mm1(pair), SOURCE, 0.0)
+    pair.collect()
+    assert _drops(pair.responder, Drop.REFUSED) == DROP_EVENT_BURST + 50
+    assert len(pair.events_r) <= DROP_EVENT_BURST

@@ -386,12 +386,16 @@ class IkeEndpoint:
     def _refuse(
         self, header: IsakmpHeader, addr: Address, peer: Phase1Peer, mode: Mode, refusal: Refusal
     ) -> None:
-        # Answer, but keep no state for a message we will not take.
+        # Answer, but keep no state for a message we will not take.  Anyone can
+        # send these from a gateway's address: counted always, reported within the
+        # drop-event budget, so they cannot flood the log.
         self._send_unprotected_notify(header.initiator_cookie, ZERO_COOKIE, refusal.notify, addr)
-        self._events.append(
-            IkeSaFailed(addr, peer.gateway, Role.RESPONDER.value, mode.value,
-                        refusal.reason, refusal.notify)
-        )  # fmt: skip
+        self.drop_counts[Drop.REFUSED] += 1
+        if self._drop_events.take(self._now):
+            self._events.append(
+                IkeSaFailed(addr, peer.gateway, Role.RESPONDER.value, mode.value,
+                            refusal.reason, refusal.notify)
+            )  # fmt: skip
 
     def _receive_main_mode_offer(
         self, data: bytes, header: IsakmpHeader, addr: Address, peer: Phase1Peer, now: float

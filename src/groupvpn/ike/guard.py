@@ -73,6 +73,7 @@ class Drop(enum.StrEnum):
     HALF_OPEN_EVICTED_SOURCE = "half-open evicted: per-address limit"
     HALF_OPEN_EVICTED_TOTAL = "half-open evicted: total limit"
     FIRST_MESSAGE_TOO_LONG = "first message too long"
+    REFUSED = "first message refused"
     NOTIFY_RATE = "notify not sent: rate limit"
     AGGRESSIVE_RATE = "aggressive mode answer: rate limit"
     REPEAT = "repeated message"
