@@ -4,7 +4,7 @@ Method: one responder :class:`IkeEndpoint` (in memory, fake clock, no sockets)
 takes ``--count`` datagrams of each kind and the time per datagram is the
 median of ``--rounds`` rounds.  The kinds are: random octets; an MM1 from an
 address with no IKE gateway; an MM1 from a configured gateway (answered with
-MM2 and a half-open record); an MM3 under a forged responder cookie; and, as
+MM2; nothing is kept); an MM3 under a forged responder cookie; and, as
 the yardstick, the responder's whole share of a genuine Main Mode exchange
 (MM1, MM3, MM5 in; MM2, MM4, MM6 out; only the responder's calls timed) in
 DH group 2 and 14.  The report gives
@@ -106,7 +106,7 @@ def main() -> None:
     kinds = {
         "random octets": garbage,
         "MM1, no gateway for its address": stranger_mm1,
-        "MM1 from a gateway (MM2 + half-open)": gateway_mm1,
+        "MM1 from a gateway (MM2, nothing kept)": gateway_mm1,
         "MM3 with a forged cookie": forged_mm3,
     }
     costs = {

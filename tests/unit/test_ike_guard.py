@@ -21,13 +21,15 @@ from groupvpn.ike.guard import (
     NOTIFY_BURST,
     NOTIFY_RATE,
     Drop,
-    HalfOpen,
-    HalfOpenTable,
+    HalfOpenSas,
     MainModeAnswer,
+    OfferCache,
     ResponderCookies,
     TokenBucket,
 )
+from groupvpn.ike.sa import IkeSa, Mode, Role, SaState
 from groupvpn.wire.message import pull_header
+from groupvpn.wire.payloads import IdPayload
 from tests.ikepair import INITIATOR_IP, PORT, RESPONDER_IP, Pair, make_pair, peer, proposal
 
 SOURCE = (INITIATOR_IP, PORT)
@@ -71,21 +73,26 @@ def test_mm1_gets_a_mac_cookie_and_leaves_no_sa_no_timer_no_dh(monkeypatch: pyte
     dhs = DhCounter(monkeypatch)
     pair = make_pair()
     mm1 = _mm1(pair)
+    for n in range(1, 101):  # a hundred exchanges' worth of MM1s: nothing per exchange
+        pair.responder.receive_datagram(n.to_bytes(8, "big") + mm1[8:], SOURCE, 0.0)
     pair.responder.receive_datagram(mm1, SOURCE, 0.0)
-    [(mm2, to)] = pair.responder.datagrams_to_send()
+    *_, (mm2, to) = pair.responder.datagrams_to_send()
     assert to == SOURCE
-    cookie = pull_header(mm2).responder_cookie
-    assert pair.responder._cookies.check(mm1[:8], cookie, SOURCE, 0.0)
-    assert pair.responder.half_open_count() == 1
+    digest = MainModeAnswer.digest_of(mm1[16:])
+    assert pair.responder._cookies.check(
+        mm1[:8], pull_header(mm2).responder_cookie, SOURCE, digest, 0.0
+    )
     assert pair.responder.get_timer() is None and not list(pair.responder._table)
+    assert len(pair.responder._offers) == 1 and pair.responder.half_open_count() == 0
     assert dhs.count == 0
     # The genuine MM3 creates the SA, and only now the responder does DH work.
     mm3 = _mm3_of(pair, mm2)
     assert dhs.count == 1  # the initiator's
     pair.responder.receive_datagram(mm3, SOURCE, 0.1)
     assert dhs.count == 2
-    assert pair.responder.half_open_count() == 0
+    assert pair.responder.half_open_count() == 1  # DH spent, not authenticated yet
     pair.transfer()
+    assert pair.responder.half_open_count() == 0
     assert any(isinstance(e, IkeSaEstablished) for e in pair.events_r)
     assert any(isinstance(e, IkeSaEstablished) for e in pair.events_i)
 
@@ -105,14 +112,14 @@ def test_forged_mm3_is_dropped_with_one_hmac_and_no_dh(monkeypatch: pytest.Monke
     pair.responder.receive_datagram(mm3, ("198.51.100.77", PORT), 0.1)
     assert _drops(pair.responder, Drop.FORGED_COOKIE) == 52
     assert dhs.count == 0 and pair.responder.datagrams_to_send() == []
-    assert pair.responder.half_open_count() == 1
+    assert not list(pair.responder._table)
     # The negotiation itself is untouched.
     pair.responder.receive_datagram(mm3, SOURCE, 0.2)
     pair.transfer()
     assert any(isinstance(e, IkeSaEstablished) for e in pair.events_i)
 
 
-def test_an_mm3_that_is_not_an_mm3_keeps_the_half_open_record():
+def test_an_mm3_that_is_not_an_mm3_changes_nothing():
     pair = make_pair()
     pair.responder.receive_datagram(_mm1(pair), SOURCE, 0.0)
     [(mm2, _)] = pair.responder.datagrams_to_send()
@@ -121,68 +128,99 @@ def test_an_mm3_that_is_not_an_mm3_keeps_the_half_open_record():
     wrong = mm3[:16] + bytes([1]) + mm3[17:]  # next payload: SA instead of KE
     pair.responder.receive_datagram(wrong, SOURCE, 0.1)
     pair.responder.receive_datagram(mm3[:-5], SOURCE, 0.1)
-    assert pair.responder.half_open_count() == 1 and not list(pair.responder._table)
+    assert pair.responder.half_open_count() == 0 and not list(pair.responder._table)
     pair.responder.receive_datagram(mm3, SOURCE, 0.2)
     pair.transfer()
     assert any(isinstance(e, IkeSaEstablished) for e in pair.events_i)
 
 
-def test_cookies_last_one_to_two_periods_and_are_bound_to_address_and_port():
+def test_cookies_last_one_to_two_periods_and_are_bound_to_address_port_and_offer():
     cookies = ResponderCookies(os.urandom, period=10.0)
-    cky_i = b"\x01" * 8
-    cookie = cookies.issue(cky_i, SOURCE, 5.0)
-    assert cookies.issue(cky_i, SOURCE, 9.0) == cookie  # same bucket: same cookie
-    assert cookies.check(cky_i, cookie, SOURCE, 19.9)
-    assert not cookies.check(cky_i, cookie, SOURCE, 20.0)
-    assert not cookies.check(cky_i, cookie, (INITIATOR_IP, PORT + 1), 6.0)
-    assert not cookies.check(cky_i, cookie, ("198.51.100.3", PORT), 6.0)
-    assert not cookies.check(b"\x02" * 8, cookie, SOURCE, 6.0)
-    assert not cookies.check(cky_i, cookie[:7] + bytes([cookie[7] ^ 1]), SOURCE, 6.0)
-    assert cookies.issue(cky_i, SOURCE, 10.0) != cookie  # a new bucket, a new secret
+    cky_i, offer = b"\x01" * 8, b"offer-digest"
+    cookie = cookies.issue(cky_i, SOURCE, offer, 5.0)
+    assert cookies.issue(cky_i, SOURCE, offer, 9.0) == cookie  # same bucket: same cookie
+    assert cookies.check(cky_i, cookie, SOURCE, offer, 19.9)
+    assert not cookies.check(cky_i, cookie, SOURCE, offer, 20.0)
+    assert not cookies.check(cky_i, cookie, (INITIATOR_IP, PORT + 1), offer, 6.0)
+    assert not cookies.check(cky_i, cookie, ("198.51.100.3", PORT), offer, 6.0)
+    assert not cookies.check(b"\x02" * 8, cookie, SOURCE, offer, 6.0)
+    assert not cookies.check(cky_i, cookie, SOURCE, b"another-offer", 6.0)
+    assert not cookies.check(cky_i, cookie[:7] + bytes([cookie[7] ^ 1]), SOURCE, offer, 6.0)
+    assert cookies.issue(cky_i, SOURCE, offer, 10.0) != cookie  # a new bucket, a new secret
 
 
-def test_half_open_records_are_bounded_per_address_oldest_out():
+def _completed_mm3s(pair: Pair, count: int, source: tuple[str, int]) -> None:
+    """``count`` genuine MM1/MM3 rounds from ``source``: responder SAs waiting for MM5."""
+    for _ in range(count):
+        mm1 = _mm1(pair)
+        pair.responder.receive_datagram(mm1, source, pair.now)
+        [(mm2, _)] = pair.responder.datagrams_to_send()
+        pair.responder.receive_datagram(_mm3_of(pair, mm2), source, pair.now)
+        pair.responder.datagrams_to_send()
+
+
+def test_half_open_sas_are_bounded_per_address_before_any_dh(monkeypatch: pytest.MonkeyPatch):
     pair = make_pair()
-    firsts: list[bytes] = []
-    for n in range(HALF_OPEN_PER_ADDRESS + 3):
-        pair.now = n * 0.01
-        firsts.append(_mm1(pair))
-        pair.responder.receive_datagram(firsts[-1], SOURCE, pair.now)
-    answers = [data for data, _ in pair.responder.datagrams_to_send()]
-    assert len(answers) == HALF_OPEN_PER_ADDRESS + 3  # every MM1 is answered
+    _completed_mm3s(pair, HALF_OPEN_PER_ADDRESS, SOURCE)
     assert pair.responder.half_open_count(INITIATOR_IP) == HALF_OPEN_PER_ADDRESS
-    assert _drops(pair.responder, Drop.HALF_OPEN_EVICTED_SOURCE) == 3
-    # The three oldest are gone: their MM3s carry good cookies but find nothing.
-    for index in (0, 3):
-        mm2 = answers[index]
-        pair.initiator.receive_datagram(mm2, (RESPONDER_IP, PORT), pair.now)
-    mm3_old, mm3_kept = (data for data, _ in pair.initiator.datagrams_to_send())
-    pair.responder.receive_datagram(mm3_old, SOURCE, 1.0)
-    assert _drops(pair.responder, Drop.HALF_OPEN_GONE) == 1
-    pair.responder.receive_datagram(mm3_kept, SOURCE, 1.0)
-    assert pair.responder.half_open_count(INITIATOR_IP) == HALF_OPEN_PER_ADDRESS - 1
-    assert len(pair.responder.datagrams_to_send()) == 1  # MM4
+    dhs = DhCounter(monkeypatch)
+    mm1 = _mm1(pair)
+    pair.responder.receive_datagram(mm1, SOURCE, 0.0)
+    [(mm2, _)] = pair.responder.datagrams_to_send()
+    mm3 = _mm3_of(pair, mm2)
+    responder_dh = dhs.count
+    pair.responder.receive_datagram(mm3, SOURCE, 0.0)
+    assert dhs.count == responder_dh and pair.responder.datagrams_to_send() == []
+    assert _drops(pair.responder, Drop.HALF_OPEN_LIMIT_SOURCE) == 1
+    # They lapse with the negotiation timeout; then the address may try again.
+    while pair.responder.get_timer() is not None:
+        pair.responder.handle_timer(pair.responder.get_timer() or 0.0)
+    assert pair.responder.half_open_count() == 0
+    pair.responder.receive_datagram(mm3, SOURCE, 1.0)  # its cookie is still good
+    assert pair.responder.half_open_count() == 1
 
 
-def _entry(host: str, number: int, created_at: float) -> HalfOpen:
-    return HalfOpen(
-        peer=(host, PORT), policy=peer(host), initiator_cookie=number.to_bytes(8, "big"),
-        responder_cookie=b"R" * 8, offer=MainModeAnswer(b"", proposal(), b""), first_tail=b"",
-        created_at=created_at,
+def test_half_open_sas_are_bounded_in_total_and_released_idempotently():
+    table = HalfOpenSas(per_address=2, total=3)
+    sas = [_sa(f"192.0.2.{n % 2}") for n in range(3)]
+    for sa in sas:
+        assert table.refusal(sa.peer[0]) is None
+        table.add(sa)
+    assert table.refusal("192.0.2.1") is Drop.HALF_OPEN_LIMIT_TOTAL
+    assert table.refusal("192.0.2.0") is Drop.HALF_OPEN_LIMIT_SOURCE
+    table.discard(sas[0])  # established
+    table.discard(sas[0])  # and later forgotten: counted once
+    assert len(table) == 2 and table.refusal("192.0.2.0") is None
+
+
+def _sa(host: str) -> IkeSa:
+    return IkeSa(
+        role=Role.RESPONDER, mode=Mode.MAIN, peer=(host, PORT), policy=peer(host),
+        initiator_cookie=b"i" * 8, responder_cookie=b"r" * 8, state=SaState.MM_KE_ANSWERED,
+        local_id=IdPayload.ipv4(RESPONDER_IP), created_at=0.0,
     )  # fmt: skip
 
 
-def test_half_open_table_total_limit_and_lazy_expiry():
-    table = HalfOpenTable(lifetime=10.0, per_address=2, total=3)
-    evictions = [table.add(_entry(f"192.0.2.{n}", n, float(n)), float(n)) for n in range(5)]
-    total = [Drop.HALF_OPEN_EVICTED_TOTAL]
-    assert evictions == [[], [], [], total, total]
-    assert len(table) == 3 and table.count_for("192.0.2.0") == 0
-    assert table.find((4).to_bytes(8, "big"), b"R" * 8, 5.0) is not None
-    assert table.find((2).to_bytes(8, "big"), b"R" * 8, 12.0) is None  # expired
-    assert len(table) == 2
-    table.expire(100.0)
-    assert len(table) == 0 and table.count_for("192.0.2.4") == 0
+def test_offers_are_cached_per_gateway_so_other_gateways_cannot_push_them_out():
+    cache = OfferCache(per_gateway=2, size=5)
+    answer = MainModeAnswer(b"t", MainModeAnswer.digest_of(b"t"), b"", proposal(), b"")
+    cache.put("member", b"t", answer)
+    for n in range(2):
+        cache.put("ghost", bytes([n]), replace_tail(answer, bytes([n])))
+    assert cache.answers_for("member") == [answer]
+    for n in range(2, 5):
+        cache.put("ghost", bytes([n]), replace_tail(answer, bytes([n])))
+    assert cache.answers_for("member") == [answer]  # per-gateway bound: the ghost's own go
+    assert len(cache.answers_for("ghost")) == 2
+    for n in range(10):  # refusals count against the total only
+        cache.put(f"other{n}", b"x", object())
+    assert len(cache) <= 5
+
+
+def replace_tail(answer: MainModeAnswer, tail: bytes) -> MainModeAnswer:
+    return MainModeAnswer(
+        tail, MainModeAnswer.digest_of(tail), answer.sai_b, answer.agreed, answer.answer_tail
+    )
 
 
 def test_refusal_notifies_are_rate_limited_but_every_drop_is_counted():
@@ -206,7 +244,7 @@ def test_a_flood_of_garbage_is_counted_and_its_events_are_bounded():
     assert sum(pair.responder.drop_counts.values()) == 5000
     assert len(pair.events_r) == DROP_EVENT_BURST
     assert all(isinstance(e, PacketDropped) for e in pair.events_r)
-    assert pair.responder.half_open_count() == 0 and pair.responder.get_timer() is None
+    assert not list(pair.responder._table) and pair.responder.get_timer() is None
 
 
 def test_oversized_first_messages_are_not_read():
@@ -216,7 +254,7 @@ def test_oversized_first_messages_are_not_read():
     padded = padded[:24] + len(padded).to_bytes(4, "big") + padded[28:]  # header length agrees
     pair.responder.receive_datagram(padded, SOURCE, 0.0)
     assert _drops(pair.responder, Drop.FIRST_MESSAGE_TOO_LONG) == 1
-    assert pair.responder.half_open_count() == 0
+    assert pair.responder.datagrams_to_send() == [] and len(pair.responder._offers) == 0
 
 
 def test_aggressive_mode_answers_are_rate_limited(monkeypatch: pytest.MonkeyPatch):
@@ -230,17 +268,16 @@ def test_aggressive_mode_answers_are_rate_limited(monkeypatch: pytest.MonkeyPatc
     assert dhs.count == 6 + 3  # six initiators, three answers
 
 
-def test_repeated_mm1_is_answered_a_bounded_number_of_times():
+def test_a_repeated_mm1_gets_the_same_mm2_until_the_cookie_bucket_turns():
     pair = make_pair()
     mm1 = _mm1(pair)
-    for _ in range(10):
+    for _ in range(3):
         pair.responder.receive_datagram(mm1, SOURCE, 0.0)
-    answers = pair.responder.datagrams_to_send()
-    assert len(answers) == 1 + 4 and len({data for data, _ in answers}) == 1
-    changed = mm1[:-1] + bytes([mm1[-1] ^ 1])
-    pair.responder.receive_datagram(changed, SOURCE, 0.0)
-    assert pair.responder.datagrams_to_send() == []
-    assert pair.responder.half_open_count() == 1
+    answers = {data for data, _ in pair.responder.datagrams_to_send()}
+    assert len(answers) == 1
+    pair.responder.receive_datagram(mm1, SOURCE, 200.0)
+    [(later, _)] = pair.responder.datagrams_to_send()
+    assert later[16:] == next(iter(answers))[16:] and later[8:16] != next(iter(answers))[8:16]
 
 
 def test_token_bucket_refills_at_its_rate_and_ignores_time_going_backwards():
@@ -285,7 +322,7 @@ def test_copies_of_an_offer_are_decided_once_until_a_reload(monkeypatch: pytest.
     mm1 = _mm1(pair)
     for n in range(1, 51):
         pair.responder.receive_datagram(n.to_bytes(8, "big") + mm1[8:], SOURCE, 0.0)
-    assert decodes == 1 and pair.responder.half_open_count() == HALF_OPEN_PER_ADDRESS
+    assert decodes == 1 and len(pair.responder._offers) == 1
     answers = [data for data, _ in pair.responder.datagrams_to_send()]
     assert len({data[16:] for data in answers}) == 1  # one MM2 body, 50 cookie pairs
     assert len({data[:16] for data in answers}) == 50

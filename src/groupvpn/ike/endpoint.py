@@ -9,9 +9,9 @@ Driven like aioquic's connection::
 
 It never touches a socket or a clock.  A Main Mode responder answers a
 well-formed first message from a configured gateway that offers an acceptable
-proposal with a MAC cookie and keeps only a bounded half-open record; it
-creates an SA and does Diffie-Hellman work only when MM3 echoes that cookie
-from the same address (:mod:`groupvpn.ike.guard`, docs/hostile-network.md).
+proposal with a MAC cookie and keeps nothing for that exchange; it creates an
+SA and does Diffie-Hellman work only when MM3 echoes that cookie from the same
+address (:mod:`groupvpn.ike.guard`, docs/hostile-network.md).
 Everything else is a counted :class:`PacketDropped` or a rate-limited
 unprotected Notify.
 No exception leaves :meth:`receive_datagram` or :meth:`handle_timer`: a bug
@@ -47,8 +47,7 @@ from groupvpn.ike.guard import (
     NOTIFY_BURST,
     NOTIFY_RATE,
     Drop,
-    HalfOpen,
-    HalfOpenTable,
+    HalfOpenSas,
     MainModeAnswer,
     OfferCache,
     ResponderCookies,
@@ -122,9 +121,9 @@ class IkeEndpoint:
         self._outbox: list[tuple[bytes, Address]] = []
         self._events: deque[IkeEvent] = deque()
         # Hostile-network defences (groupvpn.ike.guard).  Cookies stay good for at
-        # least as long as a half-open negotiation may wait for its MM3.
+        # least as long as an initiator keeps retransmitting its MM3.
         self._cookies = ResponderCookies(random_bytes, period=self._message_budget)
-        self._half_open = HalfOpenTable(lifetime=self._message_budget)
+        self._half_open = HalfOpenSas()
         self._notifies = TokenBucket(NOTIFY_RATE, NOTIFY_BURST)
         self._aggressive_answers = TokenBucket(AGGRESSIVE_ANSWER_RATE, AGGRESSIVE_ANSWER_BURST)
         self._drop_events = TokenBucket(DROP_EVENT_RATE, DROP_EVENT_BURST)
@@ -183,7 +182,6 @@ class IkeEndpoint:
 
     def handle_timer(self, now: float) -> None:
         self._now = now
-        self._half_open.expire(now)
         for sa in self._timers.pop_due(now):
             try:
                 self._handle_sa_timer(sa, now)
@@ -248,7 +246,6 @@ class IkeEndpoint:
                 self._delete(sa, "shutting down")
             else:
                 self._forget(sa)
-        self._half_open.clear()
 
     # -- receiving -----------------------------------------------------------------
 
@@ -345,10 +342,6 @@ class IkeEndpoint:
                 why = "different first message for a negotiation in progress"
                 self._drop(addr, why, Drop.REPEAT)
             return
-        half_open = self._half_open.find_by_first_message(header.initiator_cookie, addr, now)
-        if half_open is not None:
-            self._repeat_half_open(half_open, data)
-            return
         if self._table.is_ours(header.initiator_cookie):
             why = "first message carries one of our own initiator cookies"
             self._drop(addr, why, Drop.UNEXPECTED)
@@ -373,6 +366,9 @@ class IkeEndpoint:
         if not self._aggressive_answers.take(now):
             self._drop(addr, Drop.AGGRESSIVE_RATE, Drop.AGGRESSIVE_RATE)
             return
+        if limit := self._half_open.refusal(addr[0]):
+            self._drop(addr, limit, limit)
+            return
         offer, selection = decision
         sa = self._new_sa(
             Role.RESPONDER, mode, addr, peer, header.initiator_cookie, self._cookie(), now
@@ -380,6 +376,7 @@ class IkeEndpoint:
         sa.sai_b = _sa_body(received)
         sa.agreed = selection.agreed
         self._table.add(sa)
+        self._half_open.add(sa)
         step = phase1.aggressive_mode_answer(sa, received, self._env, sa_answer(offer, selection))
         self._apply(sa, step, now, received=data)
 
@@ -400,7 +397,11 @@ class IkeEndpoint:
     def _receive_main_mode_offer(
         self, data: bytes, header: IsakmpHeader, addr: Address, peer: Phase1Peer, now: float
     ) -> None:
-        """MM2 with a MAC cookie; what MM3 will need is kept in the half-open table."""
+        """MM2 with a MAC cookie, and nothing kept for this exchange.
+
+        The decision on the offer is cached per gateway: copies of this MM1 get
+        it without a decode, and MM3 finds SAi_b there (see _receive_third_message).
+        """
         tail = data[16:]  # everything but the cookies
         decision = self._offers.get(peer.gateway, tail)
         if decision is None:
@@ -415,33 +416,19 @@ class IkeEndpoint:
                     ZERO_COOKIE, ZERO_COOKIE, ExchangeType.IDENTITY_PROTECTION,
                     [sa_answer(offer, selection)],
                 )  # fmt: skip
-                decision = MainModeAnswer(_sa_body(received), selection.agreed, answer[16:])
+                decision = MainModeAnswer(
+                    tail, MainModeAnswer.digest_of(tail), _sa_body(received),
+                    selection.agreed, answer[16:],
+                )  # fmt: skip
             self._offers.put(peer.gateway, tail, decision)
         if isinstance(decision, Refusal):
             self._refuse(header, addr, peer, Mode.MAIN, decision)
             return
         assert isinstance(decision, MainModeAnswer)
-        entry = HalfOpen(
-            peer=addr, policy=peer, initiator_cookie=header.initiator_cookie,
-            responder_cookie=self._cookies.issue(header.initiator_cookie, addr, now),
-            offer=decision, first_tail=tail, created_at=now,
-        )  # fmt: skip
-        for reason in self._half_open.add(entry, now):
-            self._drop(addr, reason, reason)
-        self._outbox.append((entry.answer, addr))
-
-    def _repeat_half_open(self, entry: HalfOpen, data: bytes) -> None:
-        """MM1 again before MM3: the initiator lost our MM2, so send it again (a few times)."""
-        if data[16:] != entry.first_tail:
-            why = "different first message for a negotiation in progress"
-            self._drop(entry.peer, why, Drop.REPEAT)
-        elif entry.resends >= self._retransmit_limit:
-            self._drop(
-                entry.peer, "peer repeated its first message; not answering again", Drop.REPEAT
-            )
-        else:
-            entry.resends += 1
-            self._outbox.append((entry.answer, entry.peer))
+        # The same MM1 again (our MM2 was lost) gets the same MM2 again: the cookie
+        # is a function of the message, the address and the time bucket.
+        cookie = self._cookies.issue(header.initiator_cookie, addr, decision.digest, now)
+        self._outbox.append((header.initiator_cookie + cookie + decision.answer_tail, addr))
 
     def _receive_third_message(
         self, data: bytes, header: IsakmpHeader, addr: Address, now: float
@@ -449,18 +436,24 @@ class IkeEndpoint:
         """A Main Mode message for no SA: MM3 if it echoes a cookie we gave this address.
 
         Only then does the responder create an SA and start Diffie-Hellman.
+        The cookie also names the offer MM1 made: it is checked against each
+        offer the gateway has recently made (usually one), one HMAC each.
         """
         cookies = header.initiator_cookie, header.responder_cookie
-        if not self._cookies.check(*cookies, addr, now):
-            # Forged, stale, or for an SA we have forgotten: one HMAC, no lookup.
+        peer = self._peers_by_address.get(_ipv4(addr[0]))
+        offers = self._offers.answers_for(peer.gateway) if peer is not None else []
+        offer = next(
+            (o for o in offers if self._cookies.check(*cookies, addr, o.digest, now)), None
+        )
+        if peer is None or offer is None:
+            # Forged, stale, from elsewhere, or for an SA we have forgotten.
             self._drop(addr, Drop.FORGED_COOKIE, Drop.FORGED_COOKIE)
             return
-        entry = self._half_open.find(*cookies, now)
-        if entry is None:
-            self._drop(addr, Drop.HALF_OPEN_GONE, Drop.HALF_OPEN_GONE)
+        if limit := self._half_open.refusal(addr[0]):
+            self._drop(addr, limit, limit)
             return
-        sa = self._new_sa(Role.RESPONDER, Mode.MAIN, addr, entry.policy, *cookies, entry.created_at)
-        sa.sai_b, sa.agreed, sa.state = entry.sai_b, entry.agreed, SaState.MM_SA_ANSWERED
+        sa = self._new_sa(Role.RESPONDER, Mode.MAIN, addr, peer, *cookies, now)
+        sa.sai_b, sa.agreed, sa.state = offer.sai_b, offer.agreed, SaState.MM_SA_ANSWERED
         try:
             message = self._open(sa, data, header)
         except DecodeError as exc:
@@ -468,11 +461,13 @@ class IkeEndpoint:
             return
         step = phase1.mm_responder_got_ke(sa, message, self._env)
         if step.drop is not None:
-            # Not an MM3 after all: the half-open entry waits for the real one.
+            # Not an MM3 after all; a genuine one may still follow.
             self._drop(addr, step.drop, Drop.UNEXPECTED)
             return
-        self._half_open.remove(entry)
+        # A late copy of MM1 is now a repeat of a message this SA accepted.
+        sa.accepted.append(header.initiator_cookie + ZERO_COOKIE + offer.first_tail)
         self._table.add(sa)
+        self._half_open.add(sa)
         self._apply(sa, step, now, received=data)
 
     def _admit(
@@ -571,6 +566,7 @@ class IkeEndpoint:
             self._outbox.append((step.send, sa.peer))
         if step.established:
             assert sa.agreed is not None
+            self._half_open.discard(sa)
             sa.state = SaState.ESTABLISHED
             sa.established_at = now
             sa.expires_at = now + sa.agreed.lifetime_seconds
@@ -652,6 +648,7 @@ class IkeEndpoint:
         self._outbox.append((protected_informational(sa, payload, message_id), sa.peer))
 
     def _forget(self, sa: IkeSa) -> None:
+        self._half_open.discard(sa)
         sa.state = SaState.DEAD
         self._table.remove(sa)
         self._timers.cancel(sa)
@@ -685,7 +682,7 @@ class IkeEndpoint:
     # -- inspection (tests, statistics) ------------------------------------------------
 
     def half_open_count(self, host: str | None = None) -> int:
-        """Main Mode negotiations waiting for MM3 (from ``host``, or in total)."""
+        """Responder SAs past the DH step, not yet authenticated (from ``host``, or in total)."""
         return len(self._half_open) if host is None else self._half_open.count_for(host)
 
 
