@@ -258,7 +258,7 @@ def test_oversized_first_messages_are_not_read():
 
 
 def test_aggressive_mode_answers_are_rate_limited(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr("groupvpn.ike.endpoint.AGGRESSIVE_ANSWER_BURST", 3)
+    monkeypatch.setattr("groupvpn.ike.first_messages.AGGRESSIVE_ANSWER_BURST", 3)
     pair = make_pair(peer(RESPONDER_IP, mode="aggressive"), peer(INITIATOR_IP, mode="aggressive"))
     dhs = DhCounter(monkeypatch)
     for _ in range(6):
@@ -317,7 +317,7 @@ def test_copies_of_an_offer_are_decided_once_until_a_reload(monkeypatch: pytest.
         decodes += 1
         return decode_message(data)
 
-    monkeypatch.setattr("groupvpn.ike.endpoint.decode_message", counting)
+    monkeypatch.setattr("groupvpn.ike.first_messages.decode_message", counting)
     pair = make_pair()
     mm1 = _mm1(pair)
     for n in range(1, 51):

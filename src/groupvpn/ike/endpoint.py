@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import secrets
 import traceback
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable, Iterable
-from ipaddress import IPv4Address, ip_address
+from ipaddress import IPv4Address
 
 from groupvpn.ike import phase1
 from groupvpn.ike.events import (
@@ -36,40 +36,26 @@ from groupvpn.ike.events import (
     IkeSaInfo,
     InternalError,
     NotifyReceived,
-    PacketDropped,
 )
+from groupvpn.ike.first_messages import FirstMessages
 from groupvpn.ike.guard import (
-    AGGRESSIVE_ANSWER_BURST,
-    AGGRESSIVE_ANSWER_RATE,
-    DROP_EVENT_BURST,
-    DROP_EVENT_RATE,
-    FIRST_MESSAGE_MAX_OCTETS,
-    NOTIFY_BURST,
-    NOTIFY_RATE,
     Drop,
-    HalfOpenSas,
-    MainModeAnswer,
-    OfferCache,
-    ResponderCookies,
-    TokenBucket,
 )
 from groupvpn.ike.informational import (
     isakmp_delete,
     isakmp_notify,
     open_protected_informational,
     protected_informational,
-    unprotected_notify,
 )
 from groupvpn.ike.phase1 import Env, Failure, Received, Step
-from groupvpn.ike.policy import Phase1Peer, Refusal, Selection, admit_offer, sa_answer
-from groupvpn.ike.rules import AGGRESSIVE_MODE_RULES, MAIN_MODE_RULES, first_of, violation
+from groupvpn.ike.policy import Phase1Peer
 from groupvpn.ike.sa import IkeSa, Mode, Role, SaState
 from groupvpn.ike.table import ZERO_COOKIE, SaTable
 from groupvpn.ike.timers import DeadlineHeap
 from groupvpn.wire.buffer import DecodeError
 from groupvpn.wire.constants import ExchangeType, NotifyType, ProtocolId, notify_name
-from groupvpn.wire.message import IsakmpHeader, decode_message, encode_message, pull_header
-from groupvpn.wire.payloads import DeletePayload, IdPayload, NotifyPayload, SaPayload
+from groupvpn.wire.message import IsakmpHeader, decode_message, pull_header
+from groupvpn.wire.payloads import DeletePayload, IdPayload, NotifyPayload
 
 _PHASE1_EXCHANGES: dict[int, Mode] = {
     ExchangeType.IDENTITY_PROTECTION: Mode.MAIN,
@@ -90,7 +76,7 @@ class UnknownGateway(KeyError):
     """``initiate`` was asked for a gateway that is not configured."""
 
 
-class IkeEndpoint:
+class IkeEndpoint(FirstMessages):
     def __init__(
         self,
         local_address: str,
@@ -111,7 +97,9 @@ class IkeEndpoint:
         self._message_budget = retransmit_interval * (2 ** (retransmit_limit + 1))
         self._peers_by_name: dict[str, Phase1Peer] = {}
         self._peers_by_address: dict[IPv4Address, Phase1Peer] = {}
-        self._offers = OfferCache()
+        # Hostile-network defences (groupvpn.ike.first_messages, groupvpn.ike.guard).
+        # Cookies stay good for as long as an initiator keeps retransmitting MM3.
+        self._init_defences(random_bytes, cookie_period=self._message_budget)
         self.set_peers(peers)
         self._table = SaTable()
         #: Each SA's next deadline; every change of one of its timers reschedules it.
@@ -120,16 +108,6 @@ class IkeEndpoint:
         self._exchange_handlers: dict[int, ExchangeHandler] = {}
         self._outbox: list[tuple[bytes, Address]] = []
         self._events: deque[IkeEvent] = deque()
-        # Hostile-network defences (groupvpn.ike.guard).  Cookies stay good for at
-        # least as long as an initiator keeps retransmitting its MM3.
-        self._cookies = ResponderCookies(random_bytes, period=self._message_budget)
-        self._half_open = HalfOpenSas()
-        self._notifies = TokenBucket(NOTIFY_RATE, NOTIFY_BURST)
-        self._aggressive_answers = TokenBucket(AGGRESSIVE_ANSWER_RATE, AGGRESSIVE_ANSWER_BURST)
-        self._drop_events = TokenBucket(DROP_EVENT_RATE, DROP_EVENT_BURST)
-        #: Every drop, by stable reason (the events carry the details, rate-limited).
-        self.drop_counts: Counter[Drop] = Counter()
-        self._now = 0.0
 
     def set_peers(self, peers: Iterable[Phase1Peer]) -> None:
         """The configured gateways (again, after a reload).
@@ -333,159 +311,6 @@ class IkeEndpoint:
         message = decode_message(data)
         return Received(message.payloads, message.raw_payloads, False)
 
-    def _receive_first_message(
-        self, data: bytes, header: IsakmpHeader, mode: Mode, addr: Address, now: float
-    ) -> None:
-        existing = self._table.find_by_first_message(header.initiator_cookie, addr)
-        if existing is not None:
-            if not self._is_repeat(existing, data):
-                why = "different first message for a negotiation in progress"
-                self._drop(addr, why, Drop.REPEAT)
-            return
-        if self._table.is_ours(header.initiator_cookie):
-            why = "first message carries one of our own initiator cookies"
-            self._drop(addr, why, Drop.UNEXPECTED)
-            return
-        peer = self._peers_by_address.get(_ipv4(addr[0]))
-        if peer is None:
-            self._drop(addr, f"no IKE gateway configured for {addr[0]}", Drop.UNKNOWN_GATEWAY)
-            return
-        if len(data) > FIRST_MESSAGE_MAX_OCTETS:
-            why = f"first message of {len(data)} octets is longer than {FIRST_MESSAGE_MAX_OCTETS}"
-            self._drop(addr, why, Drop.FIRST_MESSAGE_TOO_LONG)
-            return
-        if mode is Mode.MAIN:
-            self._receive_main_mode_offer(data, header, addr, peer, now)
-            return
-        message = decode_message(data)
-        received = Received(message.payloads, message.raw_payloads, header.encrypted)
-        decision = self._admit(peer, mode, received)
-        if isinstance(decision, Refusal):
-            self._refuse(header, addr, peer, mode, decision)
-            return
-        if not self._aggressive_answers.take(now):
-            self._drop(addr, Drop.AGGRESSIVE_RATE, Drop.AGGRESSIVE_RATE)
-            return
-        if limit := self._half_open.refusal(addr[0]):
-            self._drop(addr, limit, limit)
-            return
-        offer, selection = decision
-        sa = self._new_sa(
-            Role.RESPONDER, mode, addr, peer, header.initiator_cookie, self._cookie(), now
-        )
-        sa.sai_b = _sa_body(received)
-        sa.agreed = selection.agreed
-        self._table.add(sa)
-        self._half_open.add(sa)
-        step = phase1.aggressive_mode_answer(sa, received, self._env, sa_answer(offer, selection))
-        self._apply(sa, step, now, received=data)
-
-    def _refuse(
-        self, header: IsakmpHeader, addr: Address, peer: Phase1Peer, mode: Mode, refusal: Refusal
-    ) -> None:
-        # Answer, but keep no state for a message we will not take.  Anyone can
-        # send these from a gateway's address: counted always, reported within the
-        # drop-event budget, so they cannot flood the log.
-        self._send_unprotected_notify(header.initiator_cookie, ZERO_COOKIE, refusal.notify, addr)
-        self.drop_counts[Drop.REFUSED] += 1
-        if self._drop_events.take(self._now):
-            self._events.append(
-                IkeSaFailed(addr, peer.gateway, Role.RESPONDER.value, mode.value,
-                            refusal.reason, refusal.notify)
-            )  # fmt: skip
-
-    def _receive_main_mode_offer(
-        self, data: bytes, header: IsakmpHeader, addr: Address, peer: Phase1Peer, now: float
-    ) -> None:
-        """MM2 with a MAC cookie, and nothing kept for this exchange.
-
-        The decision on the offer is cached per gateway: copies of this MM1 get
-        it without a decode, and MM3 finds SAi_b there (see _receive_third_message).
-        """
-        tail = data[16:]  # everything but the cookies
-        decision = self._offers.get(peer.gateway, tail)
-        if decision is None:
-            message = decode_message(data)
-            received = Received(message.payloads, message.raw_payloads, header.encrypted)
-            admitted = self._admit(peer, Mode.MAIN, received)
-            if isinstance(admitted, Refusal):
-                decision = admitted
-            else:
-                offer, selection = admitted
-                answer = encode_message(
-                    ZERO_COOKIE, ZERO_COOKIE, ExchangeType.IDENTITY_PROTECTION,
-                    [sa_answer(offer, selection)],
-                )  # fmt: skip
-                decision = MainModeAnswer(
-                    tail, MainModeAnswer.digest_of(tail), _sa_body(received),
-                    selection.agreed, answer[16:],
-                )  # fmt: skip
-            self._offers.put(peer.gateway, tail, decision)
-        if isinstance(decision, Refusal):
-            self._refuse(header, addr, peer, Mode.MAIN, decision)
-            return
-        assert isinstance(decision, MainModeAnswer)
-        # The same MM1 again (our MM2 was lost) gets the same MM2 again: the cookie
-        # is a function of the message, the address and the time bucket.
-        cookie = self._cookies.issue(header.initiator_cookie, addr, decision.digest, now)
-        self._outbox.append((header.initiator_cookie + cookie + decision.answer_tail, addr))
-
-    def _receive_third_message(
-        self, data: bytes, header: IsakmpHeader, addr: Address, now: float
-    ) -> None:
-        """A Main Mode message for no SA: MM3 if it echoes a cookie we gave this address.
-
-        Only then does the responder create an SA and start Diffie-Hellman.
-        The cookie also names the offer MM1 made: it is checked against each
-        offer the gateway has recently made (usually one), one HMAC each.
-        """
-        cookies = header.initiator_cookie, header.responder_cookie
-        peer = self._peers_by_address.get(_ipv4(addr[0]))
-        offers = self._offers.answers_for(peer.gateway) if peer is not None else []
-        offer = next(
-            (o for o in offers if self._cookies.check(*cookies, addr, o.digest, now)), None
-        )
-        if peer is None or offer is None:
-            # Forged, stale, from elsewhere, or for an SA we have forgotten.
-            self._drop(addr, Drop.FORGED_COOKIE, Drop.FORGED_COOKIE)
-            return
-        if limit := self._half_open.refusal(addr[0]):
-            self._drop(addr, limit, limit)
-            return
-        sa = self._new_sa(Role.RESPONDER, Mode.MAIN, addr, peer, *cookies, now)
-        sa.sai_b, sa.agreed, sa.state = offer.sai_b, offer.agreed, SaState.MM_SA_ANSWERED
-        try:
-            message = self._open(sa, data, header)
-        except DecodeError as exc:
-            self._drop(addr, f"malformed: {exc}", Drop.MALFORMED)
-            return
-        step = phase1.mm_responder_got_ke(sa, message, self._env)
-        if step.drop is not None:
-            # Not an MM3 after all; a genuine one may still follow.
-            self._drop(addr, step.drop, Drop.UNEXPECTED)
-            return
-        # A late copy of MM1 is now a repeat of a message this SA accepted.
-        sa.accepted.append(header.initiator_cookie + ZERO_COOKIE + offer.first_tail)
-        self._table.add(sa)
-        self._half_open.add(sa)
-        self._apply(sa, step, now, received=data)
-
-    def _admit(
-        self, peer: Phase1Peer, mode: Mode, received: Received
-    ) -> Refusal | tuple[SaPayload, Selection]:
-        if mode.value != peer.mode:
-            return Refusal(
-                f"peer uses {mode.value} mode, gateway {peer.gateway} is configured for "
-                f"{peer.mode} mode",
-                NotifyType.INVALID_EXCHANGE_TYPE,
-            )
-        rule = (MAIN_MODE_RULES if mode is Mode.MAIN else AGGRESSIVE_MODE_RULES)[0]
-        if problem := violation(rule, received.payloads, received.encrypted):
-            return Refusal(problem, NotifyType.PAYLOAD_MALFORMED)
-        offer = first_of(received.payloads, SaPayload)
-        decision = admit_offer(peer, offer)
-        return decision if isinstance(decision, Refusal) else (offer, decision)
-
     def _receive_informational(
         self, sa: IkeSa, data: bytes, header: IsakmpHeader, now: float
     ) -> None:
@@ -633,16 +458,6 @@ class IkeEndpoint:
         self._forget(sa)
         self._events.append(IkeSaDeleted(sa.info(), reason, False))
 
-    def _send_unprotected_notify(
-        self, initiator_cookie: bytes, responder_cookie: bytes, notify_type: int, addr: Address
-    ) -> None:
-        # What a forged packet can make us send, possibly to a forged address: rate-limited.
-        if not self._notifies.take(self._now):
-            self._drop(addr, Drop.NOTIFY_RATE, Drop.NOTIFY_RATE)
-            return
-        notify = unprotected_notify(initiator_cookie, responder_cookie, notify_type)
-        self._outbox.append((notify, addr))
-
     def _send_informational(self, sa: IkeSa, payload: NotifyPayload | DeletePayload) -> None:
         message_id = int.from_bytes(self._env.random_bytes(4), "big") or 1
         self._outbox.append((protected_informational(sa, payload, message_id), sa.peer))
@@ -673,24 +488,6 @@ class IkeEndpoint:
     def _local_id(self, peer: Phase1Peer) -> IdPayload:
         return peer.local_identity or IdPayload.ipv4(self.local_address)
 
-    def _drop(self, addr: Address, reason: str, kind: Drop = Drop.OTHER) -> None:
-        """Count a drop under ``kind``; report it as an event unless drops are flooding in."""
-        self.drop_counts[kind] += 1
-        if self._drop_events.take(self._now):
-            self._events.append(PacketDropped(addr, reason))
-
-    # -- inspection (tests, statistics) ------------------------------------------------
-
-    def half_open_count(self, host: str | None = None) -> int:
-        """Responder SAs past the DH step, not yet authenticated (from ``host``, or in total)."""
-        return len(self._half_open) if host is None else self._half_open.count_for(host)
-
-
-def _sa_body(received: Received) -> bytes:
-    """SAi_b: the body of the first message's SA payload exactly as it arrived."""
-    return next(raw[4:] for p, raw in zip(received.payloads, received.raw, strict=True)
-                if isinstance(p, SaPayload))  # fmt: skip
-
 
 def _peer_error(notify_type: int) -> str:
     return f"peer sent {notify_name(notify_type)}{_ERROR_HINTS.get(notify_type, '')}"
@@ -700,10 +497,3 @@ def _deletes_isakmp_sa(delete: DeletePayload, sa: IkeSa) -> bool:
     return delete.protocol_id == ProtocolId.ISAKMP and (
         sa.initiator_cookie + sa.responder_cookie in delete.spis
     )
-
-
-def _ipv4(text: str) -> IPv4Address:
-    address = ip_address(text)
-    if not isinstance(address, IPv4Address):
-        return IPv4Address(0)
-    return address
