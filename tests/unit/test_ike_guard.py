@@ -27,6 +27,7 @@ from groupvpn.ike.guard import (
     ResponderCookies,
     TokenBucket,
 )
+from groupvpn.ike.policy import Refusal
 from groupvpn.ike.sa import IkeSa, Mode, Role, SaState
 from groupvpn.wire.message import pull_header
 from groupvpn.wire.payloads import IdPayload
@@ -203,8 +204,11 @@ def _sa(host: str) -> IkeSa:
 
 def test_offers_are_cached_per_gateway_so_other_gateways_cannot_push_them_out():
     cache = OfferCache(per_gateway=2, size=5)
-    answer = MainModeAnswer(b"t", MainModeAnswer.digest_of(b"t"), b"", proposal(), b"")
+    member = peer(INITIATOR_IP, gateway="member")
+    answer = MainModeAnswer(member, b"t", MainModeAnswer.digest_of(b"t"), b"", proposal(), b"")
     cache.put("member", b"t", answer)
+    assert cache.get(member, b"t") is answer
+    assert cache.get(peer(INITIATOR_IP, gateway="member"), b"t") is None  # another policy
     for n in range(2):
         cache.put("ghost", bytes([n]), replace_tail(answer, bytes([n])))
     assert cache.answers_for("member") == [answer]
@@ -212,15 +216,17 @@ def test_offers_are_cached_per_gateway_so_other_gateways_cannot_push_them_out():
         cache.put("ghost", bytes([n]), replace_tail(answer, bytes([n])))
     assert cache.answers_for("member") == [answer]  # per-gateway bound: the ghost's own go
     assert len(cache.answers_for("ghost")) == 2
+    refusal = Refusal("no", 14)
     for n in range(10):  # refusals count against the total only
-        cache.put(f"other{n}", b"x", object())
+        cache.put(f"other{n}", b"x", (member, refusal))
     assert len(cache) <= 5
 
 
 def replace_tail(answer: MainModeAnswer, tail: bytes) -> MainModeAnswer:
     return MainModeAnswer(
-        tail, MainModeAnswer.digest_of(tail), answer.sai_b, answer.agreed, answer.answer_tail
-    )
+        answer.policy, tail, MainModeAnswer.digest_of(tail), answer.sai_b, answer.agreed,
+        answer.answer_tail,
+    )  # fmt: skip
 
 
 def test_refusal_notifies_are_rate_limited_but_every_drop_is_counted():
@@ -340,3 +346,19 @@ def test_refused_offers_are_counted_and_their_reports_bounded():
     pair.collect()
     assert _drops(pair.responder, Drop.REFUSED) == DROP_EVENT_BURST + 50
     assert len(pair.events_r) <= DROP_EVENT_BURST
+
+
+def test_a_negotiation_in_flight_across_a_reload_keeps_the_policy_it_started_under():
+    pair = make_pair()
+    pair.responder.receive_datagram(_mm1(pair), SOURCE, 0.0)
+    [(mm2, _)] = pair.responder.datagrams_to_send()
+    # The reload replaces the gateway (same name, same key, shorter lifetime).
+    pair.responder.set_peers([peer(INITIATOR_IP, proposals=(proposal(lifetime=600),))])
+    pair.responder.receive_datagram(_mm3_of(pair, mm2), SOURCE, 0.1)
+    pair.transfer()
+    [info] = pair.responder.established()
+    assert info.lifetime_seconds == 28800  # agreed under the policy MM1 met
+    # A new negotiation meets the new policy.
+    pair.initiator.initiate("gw", 1.0)
+    pair.transfer()
+    assert sorted(sa.lifetime_seconds for sa in pair.responder.established()) == [600, 28800]

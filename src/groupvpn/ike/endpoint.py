@@ -122,7 +122,6 @@ class IkeEndpoint(FirstMessages):
             for address in peer.addresses:
                 by_address.setdefault(address, peer)
         self._peers_by_name, self._peers_by_address = by_name, by_address
-        self._offers.clear()  # decisions were taken under the old policies
 
     # -- the sans-IO interface ---------------------------------------------------
 

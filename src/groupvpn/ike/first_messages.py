@@ -163,13 +163,14 @@ class FirstMessages:
         it without a decode, and MM3 finds SAi_b there (see _receive_third_message).
         """
         tail = data[16:]  # everything but the cookies
-        decision = self._offers.get(peer.gateway, tail)
+        decision = self._offers.get(peer, tail)
         if decision is None:
             message = decode_message(data)
             received = Received(message.payloads, message.raw_payloads, header.encrypted)
             admitted = self._admit(peer, Mode.MAIN, received)
             if isinstance(admitted, Refusal):
                 decision = admitted
+                self._offers.put(peer.gateway, tail, (peer, admitted))
             else:
                 offer, selection = admitted
                 answer = encode_message(
@@ -177,14 +178,13 @@ class FirstMessages:
                     [sa_answer(offer, selection)],
                 )  # fmt: skip
                 decision = MainModeAnswer(
-                    tail, MainModeAnswer.digest_of(tail), _sa_body(received),
+                    peer, tail, MainModeAnswer.digest_of(tail), _sa_body(received),
                     selection.agreed, answer[16:],
                 )  # fmt: skip
-            self._offers.put(peer.gateway, tail, decision)
+                self._offers.put(peer.gateway, tail, decision)
         if isinstance(decision, Refusal):
             self._refuse(header, addr, peer, Mode.MAIN, decision)
             return
-        assert isinstance(decision, MainModeAnswer)
         # The same MM1 again (our MM2 was lost) gets the same MM2 again: the cookie
         # is a function of the message, the address and the time bucket.
         cookie = self._cookies.issue(header.initiator_cookie, addr, decision.digest, now)
@@ -212,7 +212,8 @@ class FirstMessages:
         if limit := self._half_open.refusal(addr[0]):
             self._drop(addr, limit, limit)
             return
-        sa = self._new_sa(Role.RESPONDER, Mode.MAIN, addr, peer, *cookies, now)
+        # Under the policy MM1 was accepted with, should a reload have come between.
+        sa = self._new_sa(Role.RESPONDER, Mode.MAIN, addr, offer.policy, *cookies, now)
         sa.sai_b, sa.agreed, sa.state = offer.sai_b, offer.agreed, SaState.MM_SA_ANSWERED
         try:
             message = self._open(sa, data, header)

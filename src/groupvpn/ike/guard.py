@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from groupvpn.ike.events import Address
-from groupvpn.ike.policy import Phase1Proposal
+from groupvpn.ike.policy import Phase1Peer, Phase1Proposal, Refusal
 from groupvpn.ike.sa import IkeSa
 
 #: Negotiations a responder has spent Diffie-Hellman work on (a valid MM3, or an
@@ -173,6 +173,9 @@ class ResponderCookies:
 class MainModeAnswer:
     """An accepted MM1 offer: what MM3 will need, and our MM2 minus its cookies."""
 
+    #: The gateway's policy the offer was accepted under; the SA keeps it even if
+    #: a reload replaces the gateway before MM3 arrives.
+    policy: Phase1Peer
     #: MM1 after its cookies (the cache key), so a late copy of MM1 is recognised.
     first_tail: bytes
     #: SHA-256 of ``first_tail``, truncated: what a responder cookie binds.
@@ -187,35 +190,44 @@ class MainModeAnswer:
         return hashlib.sha256(first_tail).digest()[:16]
 
 
+Decision = MainModeAnswer | tuple[Phase1Peer, Refusal]
+
+
 class OfferCache:
     """Decisions on first messages, per gateway, by the message's octets after the cookies.
 
-    A decision depends on nothing else (a gateway's policy is fixed until
-    :meth:`clear`, which a reload calls), so a copy of an MM1 with other
-    cookies gets the same answer without being decoded again, and an MM3
-    finds the offer it follows among its gateway's last few.  Bounded per
-    gateway (oldest out), so traffic from other addresses cannot evict a
-    gateway's offers, and in total as a safety net.
+    A decision depends on nothing else but the gateway's policy, so a copy of
+    an MM1 with other cookies gets the same answer without being decoded
+    again, and an MM3 finds the offer it follows among its gateway's last few.
+    A decision taken under another policy object (before a reload) is not
+    reused for new MM1s.  Bounded per gateway (oldest out), so traffic from
+    other addresses cannot evict a gateway's offers, and in total as a safety net.
     """
 
     def __init__(self, per_gateway: int = OFFERS_PER_GATEWAY, size: int = OFFER_CACHE_SIZE) -> None:
         self._per_gateway = per_gateway
         self._size = size
-        self._entries: OrderedDict[tuple[str, bytes], object] = OrderedDict()
+        self._entries: OrderedDict[tuple[str, bytes], Decision] = OrderedDict()
         self._by_gateway: dict[str, OrderedDict[bytes, MainModeAnswer]] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get(self, gateway: str, tail: bytes) -> object | None:
-        """The decision on this offer: a MainModeAnswer or the policy's refusal."""
-        key = (gateway, tail)
+    def get(self, policy: Phase1Peer, tail: bytes) -> MainModeAnswer | Refusal | None:
+        """The decision on this offer under ``policy``: an answer, a refusal, or None."""
+        key = (policy.gateway, tail)
         found = self._entries.get(key)
-        if found is not None:
-            self._entries.move_to_end(key)
-        return found
+        if found is None:
+            return None
+        decided_under, decision = (
+            (found.policy, found) if isinstance(found, MainModeAnswer) else found
+        )
+        if decided_under is not policy:
+            return None
+        self._entries.move_to_end(key)
+        return decision
 
-    def put(self, gateway: str, tail: bytes, decision: object) -> None:
+    def put(self, gateway: str, tail: bytes, decision: Decision) -> None:
         self._entries[(gateway, tail)] = decision
         if isinstance(decision, MainModeAnswer):
             answers = self._by_gateway.setdefault(gateway, OrderedDict())
@@ -234,10 +246,6 @@ class OfferCache:
     def answers_for(self, gateway: str) -> list[MainModeAnswer]:
         """The gateway's accepted offers, newest first (at most OFFERS_PER_GATEWAY)."""
         return list(reversed(self._by_gateway.get(gateway, {}).values()))
-
-    def clear(self) -> None:
-        self._entries.clear()
-        self._by_gateway.clear()
 
 
 class HalfOpenSas:
