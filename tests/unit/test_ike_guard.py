@@ -111,7 +111,10 @@ def test_forged_mm3_is_dropped_with_one_hmac_and_no_dh(monkeypatch: pytest.Monke
         pair.responder.receive_datagram(forged, SOURCE, 0.1)
     pair.responder.receive_datagram(mm3, (INITIATOR_IP, PORT + 1), 0.1)
     pair.responder.receive_datagram(mm3, ("198.51.100.77", PORT), 0.1)
-    assert _drops(pair.responder, Drop.FORGED_COOKIE) == 52
+    # From the gateway's address: a cookie we did not issue; from an address whose
+    # gateway we answered nothing (or that has none): no SA these cookies could name.
+    assert _drops(pair.responder, Drop.FORGED_COOKIE) == 51
+    assert _drops(pair.responder, Drop.NO_SA) == 1
     assert dhs.count == 0 and pair.responder.datagrams_to_send() == []
     assert not list(pair.responder._table)
     # The negotiation itself is untouched.

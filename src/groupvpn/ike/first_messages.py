@@ -205,6 +205,11 @@ class FirstMessages:
         offer = next(
             (o for o in offers if self._cookies.check(*cookies, addr, o.digest, now)), None
         )
+        if not offers:
+            # We answered no MM1 from this address's gateway: no cookie of ours can
+            # be here (a late message for an SA that is gone, or a stray one).
+            self._drop(addr, Drop.NO_SA, Drop.NO_SA)
+            return
         if peer is None or offer is None:
             # Forged, stale, from elsewhere, or for an SA we have forgotten.
             self._drop(addr, Drop.FORGED_COOKIE, Drop.FORGED_COOKIE)
