@@ -2,7 +2,7 @@
 
 On loopback: the spec's key server (127.0.0.20), then a flood from 256 source
 addresses, then the spec's two members start and register through it, and two
-rekeys reach both.  The flood mixes five kinds of datagram, a fifth each:
+rekeys reach both.  The flood mixes six kinds of datagram, a sixth each:
 
 * well-formed MM1s from 160 addresses the server has IKE gateways for (nobody
   runs there: spoofed gateways), each with a fresh initiator cookie: every one is
@@ -12,7 +12,9 @@ rekeys reach both.  The flood mixes five kinds of datagram, a fifth each:
 * random octets;
 * MM1s from 32 of the gateway addresses where the flooder does listen: it
   answers each MM2 with an MM3, so the server spends DH work and holds a
-  half-open SA until the per-address limit (8) stops it, before any DH.
+  half-open SA until the per-address limit (8) stops it, before any DH;
+* from the real members' own addresses (other ports): copies of the MM1,
+  forged MM3s and garbage.
 
 The loop is bounded in datagrams and in time.  Every real member must register
 and apply both rekeys, the server must log no traceback, its RSS must stay
@@ -49,6 +51,7 @@ SERVER = "127.0.0.20"
 GHOSTS = [f"127.0.1.{n}" for n in range(1, 161)]  # configured on the server, nobody there
 STRANGERS = [f"127.0.2.{n}" for n in range(1, 97)]  # configured nowhere
 RESPONSIVE = GHOSTS[:32]  # gateway addresses where the flooder answers MM2 with MM3
+MEMBERS = ["127.0.0.11", "127.0.0.12"]  # the real members' addresses, spoofed too
 #: Bounds of the flood loop: it stops at whichever comes first.
 MAX_DATAGRAMS = 400_000
 MAX_SECONDS = 60.0
@@ -99,7 +102,7 @@ class Flood:
 def _flood(flood: Flood, port: int, mm1: bytes, mm3: bytes) -> None:
     rng = random.Random(848)
     sockets: dict[str, socket.socket] = {}
-    for address in GHOSTS + STRANGERS:
+    for address in GHOSTS + STRANGERS + MEMBERS:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.bind((address, 0))
         sock.setblocking(False)
@@ -116,8 +119,15 @@ def _flood(flood: Flood, port: int, mm1: bytes, mm3: bytes) -> None:
                 continue
             _answer_mm2s(sockets, target, mm3, flood)
             for _ in range(50):
-                kind = flood.sent % 5
-                if kind == 4:
+                kind = flood.sent % 6
+                if kind == 5:
+                    # The real members' own addresses, other ports: MM1 copies,
+                    # forged MM3s and garbage must not disturb their registrations.
+                    source = rng.choice(MEMBERS)
+                    data = rng.choice(
+                        [os.urandom(8) + mm1[8:], os.urandom(16) + mm3[16:], os.urandom(64)]
+                    )
+                elif kind == 4:
                     source, data = rng.choice(RESPONSIVE), os.urandom(8) + mm1[8:]
                 elif kind == 0:
                     source, data = rng.choice(GHOSTS), os.urandom(8) + mm1[8:]
