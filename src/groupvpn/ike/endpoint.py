@@ -7,9 +7,13 @@ Driven like aioquic's connection::
     deadline = endpoint.get_timer()              # call handle_timer(now) then
     while (event := endpoint.next_event()): ...
 
-It never touches a socket or a clock.  A responder creates state only for a
+It never touches a socket or a clock.  A Main Mode responder answers a
 well-formed first message from a configured gateway that offers an acceptable
-proposal; everything else is a :class:`PacketDropped` or an unprotected Notify.
+proposal with a MAC cookie and keeps nothing for that exchange; it creates an
+SA and does Diffie-Hellman work only when MM3 echoes that cookie from the same
+address (:mod:`groupvpn.ike.guard`, docs/hostile-network.md).
+Everything else is a counted :class:`PacketDropped` or a rate-limited
+unprotected Notify.
 No exception leaves :meth:`receive_datagram` or :meth:`handle_timer`: a bug
 becomes an :class:`InternalError` event and the endpoint carries on.
 """
@@ -20,7 +24,7 @@ import secrets
 import traceback
 from collections import deque
 from collections.abc import Callable, Iterable
-from ipaddress import IPv4Address, ip_address
+from ipaddress import IPv4Address
 
 from groupvpn.ike import phase1
 from groupvpn.ike.events import (
@@ -32,25 +36,26 @@ from groupvpn.ike.events import (
     IkeSaInfo,
     InternalError,
     NotifyReceived,
-    PacketDropped,
+)
+from groupvpn.ike.first_messages import FirstMessages
+from groupvpn.ike.guard import (
+    Drop,
 )
 from groupvpn.ike.informational import (
     isakmp_delete,
     isakmp_notify,
     open_protected_informational,
     protected_informational,
-    unprotected_notify,
 )
 from groupvpn.ike.phase1 import Env, Failure, Received, Step
-from groupvpn.ike.policy import Phase1Peer, Refusal, Selection, admit_offer, sa_answer
-from groupvpn.ike.rules import AGGRESSIVE_MODE_RULES, MAIN_MODE_RULES, first_of, violation
+from groupvpn.ike.policy import Phase1Peer
 from groupvpn.ike.sa import IkeSa, Mode, Role, SaState
 from groupvpn.ike.table import ZERO_COOKIE, SaTable
 from groupvpn.ike.timers import DeadlineHeap
 from groupvpn.wire.buffer import DecodeError
 from groupvpn.wire.constants import ExchangeType, NotifyType, ProtocolId, notify_name
 from groupvpn.wire.message import IsakmpHeader, decode_message, pull_header
-from groupvpn.wire.payloads import DeletePayload, IdPayload, NotifyPayload, SaPayload
+from groupvpn.wire.payloads import DeletePayload, IdPayload, NotifyPayload
 
 _PHASE1_EXCHANGES: dict[int, Mode] = {
     ExchangeType.IDENTITY_PROTECTION: Mode.MAIN,
@@ -71,7 +76,7 @@ class UnknownGateway(KeyError):
     """``initiate`` was asked for a gateway that is not configured."""
 
 
-class IkeEndpoint:
+class IkeEndpoint(FirstMessages):
     def __init__(
         self,
         local_address: str,
@@ -92,6 +97,9 @@ class IkeEndpoint:
         self._message_budget = retransmit_interval * (2 ** (retransmit_limit + 1))
         self._peers_by_name: dict[str, Phase1Peer] = {}
         self._peers_by_address: dict[IPv4Address, Phase1Peer] = {}
+        # Hostile-network defences (groupvpn.ike.first_messages, groupvpn.ike.guard).
+        # Cookies stay good for as long as an initiator keeps retransmitting MM3.
+        self._init_defences(random_bytes, cookie_period=self._message_budget)
         self.set_peers(peers)
         self._table = SaTable()
         #: Each SA's next deadline; every change of one of its timers reschedules it.
@@ -118,6 +126,7 @@ class IkeEndpoint:
     # -- the sans-IO interface ---------------------------------------------------
 
     def initiate(self, gateway: str, now: float) -> None:
+        self._now = now
         peer = self._peers_by_name.get(gateway)
         if peer is None:
             raise UnknownGateway(gateway)
@@ -133,10 +142,11 @@ class IkeEndpoint:
         self._apply(sa, Step(data, expect_reply=True), now, received=None)
 
     def receive_datagram(self, data: bytes, addr: Address, now: float) -> None:
+        self._now = now
         try:
             self._receive(data, addr, now)
         except DecodeError as exc:
-            self._drop(addr, f"malformed: {exc}")
+            self._drop(addr, f"malformed: {exc}", Drop.MALFORMED)
         except Exception:  # a bug must not stop the daemon: report it and carry on
             self._events.append(InternalError(f"datagram from {addr[0]}", traceback.format_exc()))
 
@@ -148,6 +158,7 @@ class IkeEndpoint:
         return self._timers.next_deadline()
 
     def handle_timer(self, now: float) -> None:
+        self._now = now
         for sa in self._timers.pop_due(now):
             try:
                 self._handle_sa_timer(sa, now)
@@ -221,16 +232,20 @@ class IkeEndpoint:
             raise DecodeError("initiator cookie is zero", 0, NotifyType.INVALID_COOKIE)
         mode = _PHASE1_EXCHANGES.get(header.exchange_type)
         if mode is not None and header.message_id != 0:
-            self._drop(addr, f"phase 1 message with message ID {header.message_id:#010x}")
+            why = f"phase 1 message with message ID {header.message_id:#010x}"
+            self._drop(addr, why, Drop.MALFORMED)
             return
         if mode is not None and header.responder_cookie == ZERO_COOKIE:
             self._receive_first_message(data, header, mode, addr, now)
             return
         sa = self._table.find(header.initiator_cookie, header.responder_cookie)
-        if sa is None:
-            self._drop(addr, "no IKE SA for these cookies")
+        if sa is None and mode is Mode.MAIN:
+            self._receive_third_message(data, header, addr, now)
+        elif sa is None:
+            self._drop(addr, Drop.NO_SA, Drop.NO_SA)
         elif sa.peer != addr:
-            self._drop(addr, f"message for the SA with {sa.peer[0]} came from elsewhere")
+            why = f"message for the SA with {sa.peer[0]} came from elsewhere"
+            self._drop(addr, why, Drop.WRONG_ADDRESS)
         elif header.exchange_type == ExchangeType.INFORMATIONAL:
             self._receive_informational(sa, data, header, now)
         elif mode is sa.mode:
@@ -238,7 +253,8 @@ class IkeEndpoint:
         elif sa.state is SaState.ESTABLISHED and header.exchange_type in self._exchange_handlers:
             self._exchange_handlers[header.exchange_type](sa, header, data, now)
         else:
-            self._drop(addr, f"exchange type {header.exchange_type} not handled for this SA")
+            why = f"exchange type {header.exchange_type} not handled for this SA"
+            self._drop(addr, why, Drop.UNEXPECTED)
 
     def _is_repeat(self, sa: IkeSa, data: bytes) -> bool:
         """Answer or ignore a message this negotiation has already accepted."""
@@ -247,7 +263,7 @@ class IkeEndpoint:
         if data == sa.last_received and sa.last_sent is not None:
             self._resend_last(sa, "peer repeated its last message")
         else:
-            self._drop(sa.peer, "late repeat of a message already handled")
+            self._drop(sa.peer, "late repeat of a message already handled", Drop.REPEAT)
         return True
 
     def _receive_phase1(self, sa: IkeSa, data: bytes, header: IsakmpHeader, now: float) -> None:
@@ -255,7 +271,8 @@ class IkeEndpoint:
             return
         step_function = phase1.STEPS.get((sa.mode, sa.role, sa.state))
         if step_function is None:
-            self._drop(sa.peer, f"unexpected {sa.mode.value} mode message ({sa.state.value})")
+            why = f"unexpected {sa.mode.value} mode message ({sa.state.value})"
+            self._drop(sa.peer, why, Drop.UNEXPECTED)
             return
         # The first answer to our offer names the responder's cookie; it is bound to
         # the SA only if that answer checks out (a stray header cannot re-key the SA).
@@ -284,7 +301,7 @@ class IkeEndpoint:
             reason = f"cannot decrypt peer's message (pre-shared key mismatch?): {exc.reason}"
             self._fail(sa, Failure(reason, NotifyType.AUTHENTICATION_FAILED))
         else:
-            self._drop(sa.peer, f"malformed: {exc}")
+            self._drop(sa.peer, f"malformed: {exc}", Drop.MALFORMED)
 
     def _open(self, sa: IkeSa, data: bytes, header: IsakmpHeader) -> Received:
         if header.encrypted:
@@ -293,64 +310,6 @@ class IkeEndpoint:
         message = decode_message(data)
         return Received(message.payloads, message.raw_payloads, False)
 
-    def _receive_first_message(
-        self, data: bytes, header: IsakmpHeader, mode: Mode, addr: Address, now: float
-    ) -> None:
-        existing = self._table.find_by_first_message(header.initiator_cookie, addr)
-        if existing is not None:
-            if not self._is_repeat(existing, data):
-                self._drop(addr, "different first message for a negotiation in progress")
-            return
-        if self._table.is_ours(header.initiator_cookie):
-            self._drop(addr, "first message carries one of our own initiator cookies")
-            return
-        peer = self._peers_by_address.get(_ipv4(addr[0]))
-        if peer is None:
-            self._drop(addr, f"no IKE gateway configured for {addr[0]}")
-            return
-        message = decode_message(data)
-        received = Received(message.payloads, message.raw_payloads, header.encrypted)
-        decision = self._admit(peer, mode, received)
-        if isinstance(decision, Refusal):
-            # Answer, but keep no state for a message we will not take.
-            notify = unprotected_notify(header.initiator_cookie, ZERO_COOKIE, decision.notify)
-            self._outbox.append((notify, addr))
-            self._events.append(
-                IkeSaFailed(addr, peer.gateway, Role.RESPONDER.value, mode.value,
-                            decision.reason, decision.notify)
-            )  # fmt: skip
-            return
-        offer, selection = decision
-        sa = self._new_sa(
-            Role.RESPONDER, mode, addr, peer, header.initiator_cookie, self._cookie(), now
-        )
-        sa.sai_b = next(raw[4:] for p, raw in zip(received.payloads, received.raw, strict=True)
-                        if isinstance(p, SaPayload))  # fmt: skip
-        sa.agreed = selection.agreed
-        self._table.add(sa)
-        answer = sa_answer(offer, selection)
-        if mode is Mode.MAIN:
-            step = Step(phase1.main_mode_answer(sa, answer))
-        else:
-            step = phase1.aggressive_mode_answer(sa, received, self._env, answer)
-        self._apply(sa, step, now, received=data)
-
-    def _admit(
-        self, peer: Phase1Peer, mode: Mode, received: Received
-    ) -> Refusal | tuple[SaPayload, Selection]:
-        if mode.value != peer.mode:
-            return Refusal(
-                f"peer uses {mode.value} mode, gateway {peer.gateway} is configured for "
-                f"{peer.mode} mode",
-                NotifyType.INVALID_EXCHANGE_TYPE,
-            )
-        rule = (MAIN_MODE_RULES if mode is Mode.MAIN else AGGRESSIVE_MODE_RULES)[0]
-        if problem := violation(rule, received.payloads, received.encrypted):
-            return Refusal(problem, NotifyType.PAYLOAD_MALFORMED)
-        offer = first_of(received.payloads, SaPayload)
-        decision = admit_offer(peer, offer)
-        return decision if isinstance(decision, Refusal) else (offer, decision)
-
     def _receive_informational(
         self, sa: IkeSa, data: bytes, header: IsakmpHeader, now: float
     ) -> None:
@@ -358,7 +317,7 @@ class IkeEndpoint:
             self._receive_unprotected_notify(sa, data)
             return
         if sa.keys is None:
-            self._drop(sa.peer, "encrypted Informational before keys exist")
+            self._drop(sa.peer, "encrypted Informational before keys exist", Drop.UNEXPECTED)
             return
         try:
             payloads = open_protected_informational(sa, data, header).payloads
@@ -369,7 +328,7 @@ class IkeEndpoint:
                 why = f"cannot decrypt the peer's Informational (pre-shared key mismatch?): {exc}"
                 self._fail(sa, Failure(why))
             else:
-                self._drop(sa.peer, f"Informational rejected: {exc}")
+                self._drop(sa.peer, f"Informational rejected: {exc}", Drop.MALFORMED)
             return
         for payload in payloads:
             if isinstance(payload, DeletePayload) and _deletes_isakmp_sa(payload, sa):
@@ -395,12 +354,14 @@ class IkeEndpoint:
         # Honoured only until the SA is established: before that, a cleartext error
         # (NO-PROPOSAL-CHOSEN, AUTHENTICATION-FAILED) is all a peer without our keys can send.
         if sa.state is SaState.ESTABLISHED:
-            self._drop(sa.peer, "unprotected Informational for an established SA")
+            why = "unprotected Informational for an established SA"
+            self._drop(sa.peer, why, Drop.UNEXPECTED)
             return
         message = decode_message(data)
         notifies = [p for p in message.payloads if isinstance(p, NotifyPayload)]
         if len(notifies) != len(message.payloads) or not notifies:
-            self._drop(sa.peer, "unprotected Informational may only carry Notify payloads")
+            why = "unprotected Informational may only carry Notify payloads"
+            self._drop(sa.peer, why, Drop.MALFORMED)
             return
         for notify in notifies:
             self._events.append(NotifyReceived(sa.peer, notify.notify_type, False))
@@ -412,7 +373,7 @@ class IkeEndpoint:
 
     def _apply(self, sa: IkeSa, step: Step, now: float, received: bytes | None) -> None:
         if step.drop is not None:
-            self._drop(sa.peer, step.drop)
+            self._drop(sa.peer, step.drop, Drop.UNEXPECTED)
             return
         if step.failure is not None:
             self._fail(sa, step.failure)
@@ -429,6 +390,7 @@ class IkeEndpoint:
             self._outbox.append((step.send, sa.peer))
         if step.established:
             assert sa.agreed is not None
+            self._half_open.discard(sa)
             sa.state = SaState.ESTABLISHED
             sa.established_at = now
             sa.expires_at = now + sa.agreed.lifetime_seconds
@@ -474,15 +436,16 @@ class IkeEndpoint:
         copies are triggered, one message goes out at most 1 + limit times.
         """
         if sa.last_sent is None or sa.retransmits >= self._retransmit_limit:
-            self._drop(sa.peer, f"{why}; not answering again")
+            self._drop(sa.peer, f"{why}; not answering again", Drop.REPEAT)
             return
         sa.retransmits += 1
         self._outbox.append((sa.last_sent, sa.peer))
 
     def _fail(self, sa: IkeSa, failure: Failure) -> None:
         if failure.notify is not None:
-            notify = unprotected_notify(sa.initiator_cookie, sa.responder_cookie, failure.notify)
-            self._outbox.append((notify, sa.peer))
+            self._send_unprotected_notify(
+                sa.initiator_cookie, sa.responder_cookie, failure.notify, sa.peer
+            )
         self._forget(sa)
         self._events.append(
             IkeSaFailed(sa.peer, sa.policy.gateway, sa.role.value, sa.mode.value,
@@ -499,6 +462,7 @@ class IkeEndpoint:
         self._outbox.append((protected_informational(sa, payload, message_id), sa.peer))
 
     def _forget(self, sa: IkeSa) -> None:
+        self._half_open.discard(sa)
         sa.state = SaState.DEAD
         self._table.remove(sa)
         self._timers.cancel(sa)
@@ -523,9 +487,6 @@ class IkeEndpoint:
     def _local_id(self, peer: Phase1Peer) -> IdPayload:
         return peer.local_identity or IdPayload.ipv4(self.local_address)
 
-    def _drop(self, addr: Address, reason: str) -> None:
-        self._events.append(PacketDropped(addr, reason))
-
 
 def _peer_error(notify_type: int) -> str:
     return f"peer sent {notify_name(notify_type)}{_ERROR_HINTS.get(notify_type, '')}"
@@ -535,10 +496,3 @@ def _deletes_isakmp_sa(delete: DeletePayload, sa: IkeSa) -> bool:
     return delete.protocol_id == ProtocolId.ISAKMP and (
         sa.initiator_cookie + sa.responder_cookie in delete.spis
     )
-
-
-def _ipv4(text: str) -> IPv4Address:
-    address = ip_address(text)
-    if not isinstance(address, IPv4Address):
-        return IPv4Address(0)
-    return address

@@ -226,12 +226,6 @@ def main_mode_offer(sa: IkeSa) -> bytes:
     return _cleartext(sa, ExchangeType.IDENTITY_PROTECTION, [offer])
 
 
-def main_mode_answer(sa: IkeSa, answer: SaPayload) -> bytes:
-    """MM2 for a new responder SA whose proposal the endpoint already selected."""
-    sa.state = SaState.MM_SA_ANSWERED
-    return _cleartext(sa, ExchangeType.IDENTITY_PROTECTION, [answer])
-
-
 def mm_initiator_got_sa(sa: IkeSa, message: Received, env: Env) -> Step:
     if misplaced := _misplaced(MAIN_MODE_RULES[1], message):
         return misplaced
@@ -375,6 +369,5 @@ __all__ = [
     "Step",
     "aggressive_mode_answer",
     "aggressive_mode_offer",
-    "main_mode_answer",
     "main_mode_offer",
 ]

@@ -35,7 +35,13 @@ class Clock:
 
 def ike_security_associations(endpoints: Iterable[IkeEndpoint], clock: Clock) -> JsonDict:
     rows = []
+    half_open = 0
+    dropped: dict[str, int] = {}
     for endpoint in endpoints:
+        # Negotiations waiting for MM3, and Phase 1 drops by reason (docs/hostile-network.md).
+        half_open += endpoint.half_open_count()
+        for reason, count in endpoint.drop_counts.items():
+            dropped[reason.value] = dropped.get(reason.value, 0) + count
         for sa in endpoint.established():
             expires = sa.established_at + sa.lifetime_seconds
             rows.append(
@@ -60,7 +66,7 @@ def ike_security_associations(endpoints: Iterable[IkeEndpoint], clock: Clock) ->
             )
     for index, row in enumerate(rows, start=1):
         row["index"] = index
-    return {"security-associations": rows}
+    return {"security-associations": rows, "half-open": half_open, "phase1-drops": dropped}
 
 
 def selectors(source: object, destination: object, sport: int, dport: int, proto: int) -> JsonDict:
