@@ -15,10 +15,16 @@ from the spawn to:
   GROUPKEY-PULL; that is when the restarted server serves new members.
 
 After that its ``registered-members`` view must list N + 1 members (the N stored
-ones came back).  The baseline, in the same run, is the same start with the same
-configuration and an empty state directory: ``ratio`` = stored / empty, so what
-the state itself costs is separated from Python's start and the configuration's
-N gateways.  Medians of ``--rounds`` starts.  Run from the repository root:
+ones came back).  Three starts per round, medians of ``--rounds`` rounds:
+
+* **restart**: the state and the compiled configuration (``runtime.compiled_config``)
+  of the previous start are there, as after a crash or a reboot;
+* **empty state**: the same without stored state: the baseline, in the same run,
+  so ``ratio`` = restart / empty is what the N stored members themselves cost;
+* **after a configuration change**: the state is there but the configuration
+  must be parsed and checked again (its 4 x N lines).
+
+Run from the repository root:
 
     .venv/bin/python -m benchmarks.server_restart [--members 1000 8000] [--rounds 5]
 """
@@ -48,6 +54,7 @@ from groupvpn.crypto.keymat import Phase1Keys
 from groupvpn.ike.policy import Phase1Peer
 from groupvpn.ike.sa import IkeSa, Mode, Role, SaState
 from groupvpn.runtime import loop as event_loop
+from groupvpn.runtime.compiled_config import COMPILED_FILE
 from groupvpn.runtime.server_persistence import StatePersister
 from groupvpn.runtime.server_setup import load_server_setup
 from groupvpn.runtime.state import StateDirectory
@@ -126,33 +133,41 @@ def run(members: int, rounds: int, port: int) -> None:
     server_cpu, fleet_cpu = cpus[0], cpus[-1]
     os.sched_setaffinity(0, {fleet_cpu})
     with tempfile.TemporaryDirectory(prefix="groupvpn-restart-") as tmp:
-        stored_dir, empty_dir = Path(tmp, "stored"), Path(tmp, "empty")
-        for workdir in (stored_dir, empty_dir):
-            workdir.mkdir()
-            # Gateway m0 is the live member; m1..mN are the stored ones.
-            (workdir / "server.conf").write_text(server_config(members + 1, GROUP))
-        state_file = stored_dir / "state" / "server-state.db"
-        make_state(stored_dir / "server.conf", stored_dir / "state", members)
-        pristine = state_file.read_bytes()
-        results: dict[str, list[tuple[float, float]]] = {"stored": [], "empty": []}
+        workdir = Path(tmp)
+        # Gateway m0 is the live member; m1..mN are the stored ones.
+        (workdir / "server.conf").write_text(server_config(members + 1, GROUP))
+        state = workdir / "state"
+        make_state(workdir / "server.conf", state, members)
+        pristine = (state / "server-state.db").read_bytes()
+
+        def prepare(stored: bool, compiled: bool) -> None:
+            for path in state.glob("server-state.db*"):
+                path.unlink()
+            if stored:
+                (state / "server-state.db").write_bytes(pristine)  # without the live member
+                (state / "server-state.db").chmod(0o600)
+            if not compiled:
+                (state / COMPILED_FILE).unlink(missing_ok=True)
+
+        prepare(stored=True, compiled=False)
+        start_and_time(workdir, port, server_cpu)  # warm-up: writes the compiled copy
+        cases = {"restart": (True, True), "empty": (False, True), "changed": (True, False)}
+        results: dict[str, list[tuple[float, float]]] = {name: [] for name in cases}
         for _ in range(rounds):
-            for name, workdir in (("stored", stored_dir), ("empty", empty_dir)):
-                if name == "empty":
-                    for path in (workdir / "state").glob("server-state.db*"):
-                        path.unlink()
-                else:
-                    for path in (workdir / "state").glob("server-state.db-*"):
-                        path.unlink()
-                    state_file.write_bytes(pristine)  # the live member is not stored
+            for name, (stored, compiled) in cases.items():
+                prepare(stored, compiled)
                 listening, registered, listed = start_and_time(workdir, port, server_cpu)
-                expected = members + 1 if name == "stored" else 1
+                expected = members + 1 if stored else 1
                 if listed != expected:
                     raise SystemExit(f"{name}: {listed} members listed, expected {expected}")
                 results[name].append((listening, registered))
-    stored = [statistics.median(r[i] for r in results["stored"]) for i in (0, 1)]
-    empty = [statistics.median(r[i] for r in results["empty"]) for i in (0, 1)]
-    print(f"| {members} | {stored[0]:.3f} | {stored[1]:.3f} | {empty[0]:.3f} | {empty[1]:.3f} "
-          f"| {stored[1] / empty[1]:.2f} |", flush=True)  # fmt: skip
+    median = {
+        name: [statistics.median(r[i] for r in runs) for i in (0, 1)]
+        for name, runs in results.items()
+    }
+    restart, empty, changed = median["restart"], median["empty"], median["changed"]
+    print(f"| {members} | {restart[0]:.3f} | {restart[1]:.3f} | {empty[1]:.3f} "
+          f"| {restart[1] / empty[1]:.2f} | {changed[1]:.3f} |", flush=True)  # fmt: skip
 
 
 def main() -> None:
@@ -161,8 +176,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--port", type=int, default=18849)
     args = parser.parse_args()
-    print("| members stored | listening s | first registration s | empty: listening s "
-          "| empty: first registration s | ratio stored / empty |")  # fmt: skip
+    print("| members stored | restart: listening s | restart: first registration s "
+          "| empty state: first registration s | ratio restart / empty "
+          "| after a configuration change: first registration s |")  # fmt: skip
     print("|---|---|---|---|---|---|")
     for members in args.members:
         run(members, args.rounds, args.port)

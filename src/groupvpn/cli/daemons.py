@@ -21,11 +21,12 @@ from groupvpn.runtime.binding import (
     group_vpns,
     security_policies,
 )
+from groupvpn.runtime.compiled_config import load_compiled_server_setup
 from groupvpn.runtime.journal import JournalFormatter, stderr_is_journal
 from groupvpn.runtime.member_daemon import DataPlaneSettings, run_member
 from groupvpn.runtime.metrics import MetricsAddressError, parse_metrics_address
 from groupvpn.runtime.server_daemon import run_server
-from groupvpn.runtime.server_setup import SetupError, load_server_setup
+from groupvpn.runtime.server_setup import SetupError
 from groupvpn.runtime.state import DEFAULT_SERVER_STATE_DIR
 from groupvpn.wire.dialect import DIALECTS
 
@@ -131,7 +132,7 @@ def server(config_path: str, verbose: bool, state_dir: Path, **options: Any) -> 
     """Run the group key server: IKE phase 1 and GROUPKEY-PULL registration."""
     _setup_logging("server", verbose)
     try:
-        setup = load_server_setup(config_path)
+        setup = load_compiled_server_setup(Path(config_path), state_dir)
     except SetupError as exc:
         click.echo(str(exc), err=True)
         sys.exit(1)

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 from pathlib import Path
 
-from groupvpn.config import ConfigError, load_config_file
-from groupvpn.config.model import IkeGateway
+from groupvpn.config import ConfigError, load_config, load_config_file
+from groupvpn.config.model import Config, IkeGateway
 from groupvpn.runtime.base import StartupError, group_by_local_address
 from groupvpn.runtime.binding import group_definitions
 from groupvpn.server.groups import GroupDefinition
@@ -41,6 +41,19 @@ def load_server_setup(path: str | Path) -> ServerSetup:
         config = load_config_file(str(path))
     except ConfigError as exc:
         raise SetupError(str(exc)) from exc
+    return _setup(config)
+
+
+def server_setup_from_text(text: str, source: str) -> ServerSetup:
+    """:func:`load_server_setup` on text already read (``source`` names it in errors)."""
+    try:
+        config = load_config(text, source)
+    except ConfigError as exc:
+        raise SetupError(str(exc)) from exc
+    return _setup(config)
+
+
+def _setup(config: Config) -> ServerSetup:
     if config.server is None or not config.server.ike.gateways:
         raise SetupError(
             "error: no IKE gateway configured under [edit security group-vpn server ike]"

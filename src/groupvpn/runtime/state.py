@@ -69,6 +69,14 @@ class StateDirectory:
                 f"must register again to learn it"
             ) from exc
 
+    def read_file(self, name: str) -> bytes | None:
+        """A private file of the directory (None if absent); StateError if others can read it."""
+        return self._read_private(self.path / name)
+
+    def write_file(self, name: str, data: bytes) -> None:
+        """Write a private file atomically (0600, synced, renamed into place)."""
+        self._write_private(self.path / name, data)
+
     def _read_private(self, path: Path) -> bytes | None:
         try:
             mode = path.stat().st_mode
