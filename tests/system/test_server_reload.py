@@ -86,4 +86,4 @@ def test_a_new_group_policy_reaches_members_that_register_again(
 
     # Reloading the same file again changes nothing.
     again = _reload(sockets["server"])
-    assert again.stdout.strip() == "configuration reloaded; no group changed"
+    assert again.stdout.strip() == "configuration reloaded: no group changed"

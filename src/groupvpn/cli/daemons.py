@@ -126,8 +126,9 @@ def _options(**options: Any) -> DaemonOptions:
 @_with_common_options
 @click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path),
               default=DEFAULT_SERVER_STATE_DIR, show_default=True,
-              help="Where the server keeps what must survive a restart (the rekey signing "
-                   "key); mode 0700, files 0600.")  # fmt: skip
+              help="Where the server keeps what must survive a restart: the rekey signing "
+                   "key, the group keys, SEQ and members, the compiled configuration "
+                   "(docs/persistence.md); mode 0700, files 0600.")  # fmt: skip
 def server(config_path: str, verbose: bool, state_dir: Path, **options: Any) -> None:
     """Run the group key server: IKE phase 1 and GROUPKEY-PULL registration."""
     _setup_logging("server", verbose)

@@ -34,7 +34,7 @@ def reload(socket_path: Path) -> None:
 def format_changes(result: dict[str, Any]) -> str:
     changes = result.get("changes", [])
     if not changes:
-        return "configuration reloaded; no group changed"
+        return "configuration reloaded: no group changed"
     lines = ["configuration reloaded"]
     for change in changes:
         line = f"  group {change['group']} (group-id {change['group-id']}): {change['change']}"

@@ -348,7 +348,10 @@ class _Reloader:
         try:
             self.reload()
         except ControlError as exc:
-            log.error("%s", exc)
+            # One line, so a journal or syslog filter gets all of it (the control
+            # socket's answer keeps the Junos-style layout for the operator).
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+            log.error("reload refused: %s", " | ".join(lines))
 
 
 def _load_signing_key(state_dir: Path) -> SigningKey:
