@@ -25,8 +25,8 @@ from groupvpn.runtime.compiled_config import load_compiled_server_setup
 from groupvpn.runtime.journal import JournalFormatter, stderr_is_journal
 from groupvpn.runtime.member_daemon import DataPlaneSettings, run_member
 from groupvpn.runtime.metrics import MetricsAddressError, parse_metrics_address
-from groupvpn.runtime.server_daemon import run_server
-from groupvpn.runtime.server_setup import SetupError
+from groupvpn.runtime.server_daemon import dialect_problem, run_server
+from groupvpn.runtime.server_setup import ServerSetup, SetupError
 from groupvpn.runtime.state import DEFAULT_SERVER_STATE_DIR
 from groupvpn.wire.dialect import DIALECTS
 
@@ -132,12 +132,20 @@ def _options(**options: Any) -> DaemonOptions:
 def server(config_path: str, verbose: bool, state_dir: Path, **options: Any) -> None:
     """Run the group key server: IKE phase 1 and GROUPKEY-PULL registration."""
     _setup_logging("server", verbose)
+    daemon_options = _options(**options)
+
+    def refuse_what_this_dialect_cannot_run(setup: ServerSetup) -> None:
+        if (problem := dialect_problem(setup, daemon_options.dialect)) is not None:
+            raise SetupError(f"cannot start: {problem}")
+
     try:
-        setup = load_compiled_server_setup(Path(config_path), state_dir)
+        setup = load_compiled_server_setup(
+            Path(config_path), state_dir, refuse_what_this_dialect_cannot_run
+        )
     except SetupError as exc:
         click.echo(str(exc), err=True)
         sys.exit(1)
-    _run(run_server(Path(config_path), setup, _options(**options), state_dir))
+    _run(run_server(Path(config_path), setup, daemon_options, state_dir))
 
 
 @click.command()

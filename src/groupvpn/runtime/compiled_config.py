@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import pickle
+from collections.abc import Callable
 from pathlib import Path
 
 from groupvpn import __version__
@@ -37,8 +38,15 @@ COMPILED_FILE = "compiled-config.pickle"
 _DIGEST_LENGTH = 32
 
 
-def load_compiled_server_setup(path: Path, state_dir: Path) -> ServerSetup:
-    """The setup of ``path``: the compiled copy when it is current, else parsed (and kept)."""
+def load_compiled_server_setup(
+    path: Path, state_dir: Path, check: Callable[[ServerSetup], None]
+) -> ServerSetup:
+    """The setup of ``path``: the compiled copy when it is current, else parsed (and kept).
+
+    ``check`` raises :class:`SetupError` for a setup this start must refuse (one
+    that the configuration allows but the command line does not, such as GCM in
+    the v1 dialect); a refused start leaves the state directory as it found it.
+    """
     try:
         text = read_config_text(path)
     except ConfigError as exc:
@@ -46,7 +54,6 @@ def load_compiled_server_setup(path: Path, state_dir: Path) -> ServerSetup:
     digest = hashlib.sha256(f"groupvpn {__version__}\n".encode() + text.encode()).digest()
     directory = StateDirectory(state_dir)
     try:
-        directory.prepare()
         stored = directory.read_file(COMPILED_FILE)
     except StateError:
         stored = None  # the daemon reports what is wrong with the directory itself
@@ -58,9 +65,12 @@ def load_compiled_server_setup(path: Path, state_dir: Path) -> ServerSetup:
                         state_dir / COMPILED_FILE, exc.__class__.__name__, path)  # fmt: skip
         else:
             if isinstance(setup, ServerSetup):
+                check(setup)
                 return setup
     setup = server_setup_from_text(text, str(path))
+    check(setup)
     try:
+        directory.prepare()
         data = pickle.dumps(setup, protocol=pickle.HIGHEST_PROTOCOL)
         directory.write_file(COMPILED_FILE, digest + data)
     except (StateError, pickle.PicklingError) as exc:

@@ -57,6 +57,7 @@ from groupvpn.server.rekeying import KeyServerRekeying, MulticastDatagram, Rekey
 from groupvpn.server.signing import SigningKey
 from groupvpn.server.statistics import ServerStatistics
 from groupvpn.store.server_store import StoreError
+from groupvpn.wire.dialect import Dialect
 
 log = logging.getLogger("groupvpn")
 
@@ -65,15 +66,22 @@ log = logging.getLogger("groupvpn")
 MULTICAST_TTL = 8
 
 
+def dialect_problem(setup: ServerSetup, dialect: Dialect) -> str | None:
+    """Why ``setup`` cannot run in ``dialect`` (None if it can)."""
+    for group in setup.groups:
+        # AES-GCM needs sender IDs, which only the v2 dialect hands out (RFC 6407).
+        if (problem := counter_mode_problem(group, dialect)) is not None:
+            return problem
+    return None
+
+
 async def run_server(
     config_path: Path, setup: ServerSetup, options: DaemonOptions, state_dir: Path
 ) -> int:
     """Serve until told to stop; 0 on a clean stop."""
     loop = asyncio.get_running_loop()
-    for group in setup.groups:
-        # AES-GCM needs sender IDs, which only the v2 dialect hands out (RFC 6407).
-        if (problem := counter_mode_problem(group, options.dialect)) is not None:
-            raise StartupError(problem)
+    if (problem := dialect_problem(setup, options.dialect)) is not None:
+        raise StartupError(problem)
     daemon = Daemon(options)
     daemon.describers.append(rekey_events.describe)
     statistics = ServerStatistics(loop.time())
