@@ -65,7 +65,9 @@ def sample(text: str, name: str, **labels: str) -> float | None:
 
 
 @contextlib.contextmanager
-def network(tmp_path: Path) -> Iterator[tuple[dict[str, Path], dict[str, DaemonProcess], int, int]]:
+def network(
+    tmp_path: Path,
+) -> Iterator[tuple[dict[str, Path], dict[str, DaemonProcess], int, int, int]]:
     port = free_port()
     server_metrics, member_metrics = free_tcp_port(), free_tcp_port()
     daemons: dict[str, DaemonProcess] = {}
@@ -87,7 +89,7 @@ def network(tmp_path: Path) -> Iterator[tuple[dict[str, Path], dict[str, DaemonP
             daemons[name].wait_for_line("key server running|member running", timeout=20)
         daemons["member1"].wait_for_line(r"group SAs installed: vpn=gvpn1", timeout=30)
         sockets = {name: tmp_path / f"{name}.sock" for name in daemons}
-        yield sockets, daemons, server_metrics, member_metrics
+        yield sockets, daemons, server_metrics, member_metrics, port
     finally:
         for daemon in daemons.values():
             daemon.send_signal(signal.SIGCONT)  # a stopped daemon could not stop on SIGTERM
@@ -101,7 +103,7 @@ def statistics(control: Path) -> Any:
 def test_statistics_metrics_and_clear_follow_registrations_rekeys_acks_and_removals(
     tmp_path: Path,
 ):
-    with network(tmp_path) as (sockets, daemons, server_port, member_port):
+    with network(tmp_path) as (sockets, daemons, server_port, member_port, ike_port):
         server = daemons["server"]
         refused = r"event=registration-refused registration refused: peer=127\.0\.0\.12 "
         server.wait_for_line(refused + ".*notify=INVALID-ID-INFORMATION", timeout=20)
@@ -140,6 +142,18 @@ def test_statistics_metrics_and_clear_follow_registrations_rekeys_acks_and_remov
         assert g1["acks-received"] == 1 and g1["rekeys-completed"] == 2
         assert view["total"]["rekeys-sent"] == 2 and view["total"]["members-removed"] == 1
 
+        # Datagrams to port 848 from an address no IKE gateway names never reach a
+        # Phase 1 exchange: they are counted as Phase 1 drops.
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as stranger:
+            stranger.bind(("127.0.0.99", 0))
+            for _ in range(3):
+                stranger.sendto(b"\x00" * 40, ("127.0.0.20", ike_port))
+        assert eventually(
+            lambda: sum(statistics(sockets["server"])["phase1-drops"].values()) >= 3, timeout=5
+        )
+        view = statistics(sockets["server"])
+        drops = view["phase1-drops"]
+
         # The table says the same as the JSON.
         text = groupvpn("show", *STATISTICS, "--control", str(sockets["server"]), check=True).stdout
         row = next(line.split() for line in text.splitlines() if line.startswith("  g1 "))
@@ -149,6 +163,8 @@ def test_statistics_metrics_and_clear_follow_registrations_rekeys_acks_and_remov
         assert "Members removed by reason:\n  inactive: 1" in text
         failed = view["total"]["registrations-failed"]
         assert re.search(rf"Registrations failed: {failed}\n  invalid-id-information: ", text)
+        phase1 = "".join(f"\n  {reason}: {count}" for reason, count in drops.items() if count)
+        assert "Phase 1 packets dropped by reason:" + phase1 in text
 
         # /metrics says the same again.
         metrics = scrape(server_port)
@@ -164,6 +180,8 @@ def test_statistics_metrics_and_clear_follow_registrations_rekeys_acks_and_remov
                           reason="invalid-id-information")  # fmt: skip
         assert failures is not None and failures >= 1
         assert "# TYPE groupvpn_server_rekeys_sent_total counter" in metrics
+        for reason, count in drops.items():
+            assert sample(metrics, "groupvpn_server_phase1_drops_total", reason=reason) == count
         with pytest.raises(urllib.error.HTTPError) as not_found:
             urllib.request.urlopen(f"http://127.0.0.1:{server_port}/", timeout=5)
         assert not_found.value.code == 404
@@ -177,6 +195,7 @@ def test_statistics_metrics_and_clear_follow_registrations_rekeys_acks_and_remov
         total = view["total"]
         assert total["rekeys-sent"] == total["retransmissions"] == total["acks-received"] == 0
         assert total["registrations"] == total["members-removed"] == 0
+        assert set(view["phase1-drops"].values()) <= {0}
         assert view["seconds"] <= 2
         metrics = scrape(server_port)
         assert sample(metrics, "groupvpn_server_rekeys_sent_total", group="g1") == 0

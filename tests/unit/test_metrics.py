@@ -67,7 +67,7 @@ def samples(text: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
 def server_text() -> bytes:
-    view = busy_statistics().view(CONFIGURED, {"g1": 1, "g2": 1}, 160.0, "")
+    view = busy_statistics().view(CONFIGURED, {"g1": 1, "g2": 1}, 160.0, "", {"unknown gateway": 7})
     return render(lambda: server_families(view))
 
 
@@ -88,6 +88,8 @@ def test_server_metrics_carry_the_statistics_with_group_and_reason_labels():
     failed = (("reason", "invalid-id-information"),)
     assert found[("groupvpn_server_registration_failures_total", failed)] == 1
     assert found[("groupvpn_server_acks_dropped_total", (("reason", "bad-hash"),))] == 6
+    phase1 = ("groupvpn_server_phase1_drops_total", (("reason", "unknown gateway"),))
+    assert found[phase1] == 7
     assert found[("groupvpn_server_statistics_age_seconds", ())] == 60
     # The process's own metrics come along (memory, CPU, descriptors).
     assert any(name.startswith("groupvpn_process_") for name, _ in found)
@@ -106,7 +108,7 @@ def test_the_text_is_exposition_format_0_0_4_with_help_and_type_lines():
 
 
 def test_label_values_are_escaped():
-    view = busy_statistics().view([('we"ird\\group\nname', 5)], {}, 100.0, "")
+    view = busy_statistics().view([('we"ird\\group\nname', 5)], {}, 100.0, "", {})
     text = render(lambda: server_families(view)).decode()
     assert 'group="we\\"ird\\\\group\\nname"' in text
     assert ("groupvpn_server_members", (("group", 'we"ird\\group\nname'),)) in samples(

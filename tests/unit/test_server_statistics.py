@@ -20,6 +20,8 @@ from groupvpn.wire.constants import NotifyType
 
 PEER = ("192.0.2.7", 848)
 CONFIGURED = [("g1", 1), ("g2", 2)]
+#: What the IKE endpoints counted (guard.Drop values); none in most tests.
+NO_DROPS: dict[str, int] = {}
 
 
 def registered(group: str, address: str) -> MemberRegistered:
@@ -66,7 +68,9 @@ def busy_statistics() -> ServerStatistics:
 
 
 def test_every_counted_event_lands_in_its_group_and_the_total():
-    view = busy_statistics().view(CONFIGURED, {"g1": 1, "g2": 1}, 160.5, "2026-11-28T04:00:00Z")
+    view = busy_statistics().view(
+        CONFIGURED, {"g1": 1, "g2": 1}, 160.5, "2026-11-28T04:00:00Z", NO_DROPS
+    )
     assert view["since"] == "2026-11-28T04:00:00Z" and view["seconds"] == 60
     g1, g2 = view["groups"]
     assert (g1["group"], g1["group-id"], g2["group"], g2["group-id"]) == ("g1", 1, "g2", 2)
@@ -100,8 +104,8 @@ def test_every_counted_event_lands_in_its_group_and_the_total():
 
 def test_clear_sets_everything_back_to_zero_and_restarts_the_clock():
     stats = busy_statistics()
-    stats.clear(now=500.0)
-    view = stats.view(CONFIGURED, {"g1": 1}, 510.0, "later")
+    stats.clear(500.0, NO_DROPS)
+    view = stats.view(CONFIGURED, {"g1": 1}, 510.0, "later", NO_DROPS)
     assert view["seconds"] == 10
     for row in [*view["groups"], view["total"]]:
         assert row["registrations"] == row["rekeys-sent"] == row["acks-received"] == 0
@@ -111,23 +115,26 @@ def test_clear_sets_everything_back_to_zero_and_restarts_the_clock():
     assert view["groups"][0]["members"] == 1
     assert view["registration-failures"] == {} and view["acks-dropped"] == {}
     stats.on_event(registered("g1", "10.0.0.9"))
-    assert stats.view(CONFIGURED, {}, 511.0, "")["groups"][0]["registrations"] == 1
+    assert stats.view(CONFIGURED, {}, 511.0, "", NO_DROPS)["groups"][0]["registrations"] == 1
 
 
 def test_a_group_counted_then_removed_by_a_reload_is_still_shown_without_a_group_id():
-    view = busy_statistics().view([("g2", 2)], {}, 100.0, "")
+    view = busy_statistics().view([("g2", 2)], {}, 100.0, "", NO_DROPS)
     assert [(g["group"], g["group-id"]) for g in view["groups"]] == [("g2", 2), ("g1", None)]
     assert view["total"]["registrations"] == 3
 
 
 def test_a_configured_group_without_events_shows_zeros():
-    view = ServerStatistics(0.0).view([("quiet", 7)], {}, 0.0, "")
+    view = ServerStatistics(0.0).view([("quiet", 7)], {}, 0.0, "", NO_DROPS)
     [quiet] = view["groups"]
     assert quiet["group-id"] == 7 and quiet["registrations"] == 0 and quiet["members"] == 0
 
 
 def test_the_table_shows_each_group_the_total_and_the_reasons():
-    view = busy_statistics().view(CONFIGURED, {"g1": 1, "g2": 1}, 160.0, "2026-11-28T04:00:00Z")
+    drops = {"unknown gateway": 12, "malformed": 0}
+    view = busy_statistics().view(
+        CONFIGURED, {"g1": 1, "g2": 1}, 160.0, "2026-11-28T04:00:00Z", drops
+    )
     text = server_statistics(view)
     lines = text.splitlines()
     assert lines[0] == "Group VPN server statistics since 2026-11-28T04:00:00Z (60 seconds)"
@@ -142,10 +149,32 @@ def test_the_table_shows_each_group_the_total_and_the_reasons():
     block = text.split("Rekeys sent by reason:\n", 1)[1]
     assert block.startswith("  kek-lifetime: 1\n  operator-request: 1\n  policy-change: 1\n")
     assert "ACKs dropped by reason:\n  bad-hash: 6\n" in text
-    assert text.endswith("Members removed by reason:\n  inactive: 1")
+    assert "Members removed by reason:\n  inactive: 1\n" in text
+    assert text.endswith("Phase 1 packets dropped by reason:\n  unknown gateway: 12")
 
 
 def test_the_table_of_a_fresh_server_says_none_for_every_breakdown():
-    text = server_statistics(ServerStatistics(0.0).view([("g1", 1)], {}, 0.0, "now"))
+    text = server_statistics(ServerStatistics(0.0).view([("g1", 1)], {}, 0.0, "now", NO_DROPS))
     assert "Registrations failed: 0\n  none\nRekeys sent by reason:\n  none" in text
-    assert text.count("  none") == 5
+    assert text.count("  none") == 6
+
+
+def test_phase1_drops_count_from_the_last_clear_and_never_go_negative():
+    """The IKE endpoints count every drop for their lifetime, the ones a flood keeps
+    out of the log too; the statistics show them since the counters started."""
+    stats = ServerStatistics(0.0)
+    counted = {"unknown gateway": 40, "half-open limit: per address": 3}
+    assert stats.view(CONFIGURED, {}, 1.0, "", counted)["phase1-drops"] == counted
+    stats.clear(2.0, counted)
+    assert stats.view(CONFIGURED, {}, 3.0, "", counted)["phase1-drops"] == {
+        "half-open limit: per address": 0, "unknown gateway": 0,
+    }  # fmt: skip
+    later = {"unknown gateway": 45, "half-open limit: per address": 3, "malformed": 2}
+    assert stats.view(CONFIGURED, {}, 4.0, "", later)["phase1-drops"] == {
+        "half-open limit: per address": 0, "malformed": 2, "unknown gateway": 5,
+    }  # fmt: skip
+    # A reload closed the address that had counted them: 0, not a negative count.
+    after_reload = {"unknown gateway": 1}
+    view = stats.view(CONFIGURED, {}, 5.0, "", after_reload)
+    assert view["phase1-drops"]["unknown gateway"] == 0
+    assert min(view["phase1-drops"].values()) == 0

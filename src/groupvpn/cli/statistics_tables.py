@@ -39,6 +39,8 @@ def server_statistics(view: JsonDict) -> str:
         *_breakdown(view["acks-dropped"]),
         "Members removed by reason:",
         *_breakdown(total["members-removed-by-reason"]),
+        "Phase 1 packets dropped by reason:",
+        *_breakdown(view["phase1-drops"]),
     ]
     return "\n".join(lines)
 

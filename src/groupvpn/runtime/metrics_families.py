@@ -86,6 +86,8 @@ def server_families(view: JsonDict) -> list[Metric]:
          "registration-failures"),
         ("acks_dropped", "Rekey ACKs dropped because they did not open or verify.",
          "acks-dropped"),
+        ("phase1_drops", "IKE Phase 1 datagrams dropped, per reason (docs/hostile-network.md).",
+         "phase1-drops"),
     ):  # fmt: skip
         family = CounterMetricFamily(f"groupvpn_server_{name}", help_text, labels=["reason"])
         for reason, count in view[key].items():

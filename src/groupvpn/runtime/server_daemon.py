@@ -141,13 +141,21 @@ async def run_server(
                 key_server, clock(), rekeying
             ),
             "server-rekey": rekey,
-            "server-statistics": lambda args: statistics_view(statistics, key_server, clock()),
-            "clear-server-statistics": lambda args: clear_statistics(statistics, loop.time()),
+            "server-statistics": lambda args: statistics_view(
+                statistics, key_server, clock(), daemon.endpoints
+            ),
+            "clear-server-statistics": lambda args: clear_statistics(
+                statistics, loop.time(), daemon.endpoints
+            ),
             "reload": lambda args: reloader.reload(),
         },
     )
     await daemon.start_metrics(
-        lambda: render(lambda: server_families(statistics_view(statistics, key_server, clock())))
+        lambda: render(
+            lambda: server_families(
+                statistics_view(statistics, key_server, clock(), daemon.endpoints)
+            )
+        )
     )
     daemon.install_signal_handlers()
     loop.add_signal_handler(signal.SIGHUP, reloader.reload_on_signal)

@@ -14,7 +14,7 @@ group-vpn server statistics`; ``since`` says when that was.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,13 +71,31 @@ class ServerStatistics:
         self.registration_failures: Counter[str] = Counter()
         #: Rekey ACKs that did not open (push_ack.AckRejection values).
         self.acks_dropped: Counter[str] = Counter()
+        #: The IKE endpoints' own Phase 1 drop counts (by guard.Drop value) when the
+        #: counters were last cleared: the endpoints count every drop, also the
+        #: ones a flood keeps out of the log, and never reset theirs.
+        self._phase1_drops_at_clear: Counter[str] = Counter()
 
-    def clear(self, now: float) -> None:
-        """Every count back to zero (`clear security group-vpn server statistics`)."""
+    def clear(self, now: float, phase1_drops: Mapping[str, int]) -> None:
+        """Every count back to zero (`clear security group-vpn server statistics`).
+
+        ``phase1_drops``: the endpoints' drop counts now, which become the new zero.
+        """
         self.since = now
         self.groups.clear()
         self.registration_failures.clear()
         self.acks_dropped.clear()
+        self._phase1_drops_at_clear = Counter(phase1_drops)
+
+    def phase1_drops(self, counted: Mapping[str, int]) -> dict[str, int]:
+        """Phase 1 datagrams dropped since the counters started, by reason.
+
+        A reload that closed an address takes its endpoint's counts with it, so a
+        count can fall below its zero: it shows 0 then, never a negative.
+        """
+        since = Counter(counted)
+        since.subtract(self._phase1_drops_at_clear)
+        return {reason: max(0, count) for reason, count in sorted(since.items())}
 
     def group(self, name: str) -> GroupCounters:
         counters = self.groups.get(name)
@@ -125,12 +143,14 @@ class ServerStatistics:
         members: dict[str, int],
         now: float,
         since_utc: str,
+        phase1_drops: Mapping[str, int],
     ) -> JsonDict:
         """The JSON of `show security group-vpn server statistics` (docs/operations.md).
 
         ``configured``: (name, group-id) of each group now configured; a group
         that was removed by a reload but counted before is still shown, without
         a group-id.  ``members``: members registered now, per group name.
+        ``phase1_drops``: the IKE endpoints' drop counts, by reason.
         """
         ids = dict(configured)
         names = list(ids) + sorted(set(self.groups) - set(ids))
@@ -149,6 +169,7 @@ class ServerStatistics:
             "total": totals,
             "registration-failures": failures,
             "acks-dropped": dict(sorted(self.acks_dropped.items())),
+            "phase1-drops": self.phase1_drops(phase1_drops),
         }
 
 
