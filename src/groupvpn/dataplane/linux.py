@@ -73,6 +73,8 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any
 
+from groupvpn.dataplane.mroute import MulticastRouter
+
 log = logging.getLogger("groupvpn")
 
 #: Default TUN name; every TUN this module creates starts with ``TUN_PREFIX``.
@@ -106,14 +108,6 @@ TUNSETIFF = 0x400454CA
 IFF_TUN = 0x0001
 IFF_NO_PI = 0x1000
 MULTICAST = IPv4Network("224.0.0.0/4")
-
-
-# <linux/mroute.h>
-MRT_INIT, MRT_ADD_VIF, MRT_ADD_MFC, MRT_DEL_MFC = 200, 202, 204, 205
-VIFF_USE_IFINDEX = 0x8
-MAXVIFS = 32
-#: TTL threshold of a forwarding vif (forward when TTL > 1), and of one never used.
-FORWARD, NEVER = 1, 255
 
 
 class PlumbingError(Exception):
@@ -465,64 +459,6 @@ class LinuxPlumbing:
             "groups": self._installed.groups,
         }
         write_private(self.state_path, json.dumps(state, indent=1).encode() + b"\n")
-
-
-class MulticastRouter:
-    """The kernel's multicast forwarding between the LAN interfaces and the TUN.
-
-    One mroute socket (``MRT_INIT``); vif 0 is ``lo`` (never forwarded to), vif 1 the
-    TUN, the LAN interfaces after it.  A (*,*) entry whose parent is ``lo`` makes every
-    vif part of the "static tree" without forwarding anything itself; a (*,G) entry
-    per protected group, parent the TUN, forwards G from a LAN into the TUN (where the
-    engine encrypts it) and from the TUN (decrypted) to every LAN, never back to where
-    it came from, as a router: TTL above 1, decremented.  Closing the socket (also by
-    a crash) makes the kernel drop the vifs and entries.
-    """
-
-    def __init__(self, lo: int, tun: int, lans: Iterable[int]) -> None:
-        self._interfaces = [lo, tun, *list(lans)[: MAXVIFS - 2]]
-        self._socket: socket.socket | None = None
-        self._groups: set[IPv4Address] = set()
-
-    def open(self) -> None:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_IGMP)
-        self._socket = sock
-        # Upcalls for unknown groups are not read: a small buffer, then dropped.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
-        sock.setsockopt(socket.IPPROTO_IP, MRT_INIT, struct.pack("i", 1))
-        for vif, index in enumerate(self._interfaces):
-            request = struct.pack("=HBBIi4s", vif, VIFF_USE_IFINDEX, FORWARD, 0, index, bytes(4))
-            sock.setsockopt(socket.IPPROTO_IP, MRT_ADD_VIF, request)
-        self._entry(MRT_ADD_MFC, IPv4Address(0), parent=0)
-
-    def set_groups(self, groups: Iterable[IPv4Address]) -> None:
-        wanted = set(groups)
-        for group in sorted(self._groups - wanted):
-            with contextlib.suppress(OSError):
-                self._entry(MRT_DEL_MFC, group, parent=1)
-            self._groups.discard(group)
-        for group in sorted(wanted - self._groups):
-            try:
-                self._entry(MRT_ADD_MFC, group, parent=1)
-            except OSError as exc:
-                log.warning("data plane: cannot forward multicast %s: %s", group, _reason(exc))
-                continue
-            self._groups.add(group)
-
-    def groups(self) -> list[IPv4Address]:
-        return sorted(self._groups)
-
-    def _entry(self, command: int, group: IPv4Address, parent: int) -> None:
-        assert self._socket is not None
-        ttls = bytes([NEVER] + [FORWARD] * (len(self._interfaces) - 1)).ljust(MAXVIFS, b"\xff")
-        request = struct.pack("=4s4sH32s2xIIIi", bytes(4), group.packed, parent, ttls, 0, 0, 0, 0)
-        self._socket.setsockopt(socket.IPPROTO_IP, command, request)
-
-    def close(self) -> None:
-        if self._socket is not None:
-            self._socket.close()
-            self._socket = None
-        self._groups.clear()
 
 
 # -- leftovers ----------------------------------------------------------------------------

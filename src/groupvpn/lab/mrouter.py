@@ -25,29 +25,21 @@ import sys
 import time
 from typing import NoReturn
 
-# <linux/mroute.h>
-MRT_INIT = 200
-MRT_ADD_VIF = 202
-MRT_ADD_MFC = 204
-VIFF_USE_IFINDEX = 0x8
-IGMPMSG_NOCACHE = 1
-MAXVIFS = 32
-
-#: struct vifctl: vifi, flags, threshold, rate_limit, lcl_ifindex, rmt_addr.
-VIFCTL = struct.Struct("@HBBIi4s")
-#: struct mfcctl: origin, mcastgrp, parent, ttls[MAXVIFS], pkt_cnt, byte_cnt, wrong_if, expire.
-MFCCTL = struct.Struct(f"@4s4sH{MAXVIFS}sIIIi")
+from groupvpn.dataplane.mroute import (
+    IGMPMSG_NOCACHE,
+    MAXVIFS,
+    MRT_ADD_MFC,
+    MRT_ADD_VIF,
+    MRT_INIT,
+    mfcctl,
+    vifctl,
+)
 
 
-def vifctl(vifi: int, ifindex: int) -> bytes:
-    return VIFCTL.pack(vifi, VIFF_USE_IFINDEX, 1, 0, ifindex, bytes(4))
-
-
-def mfcctl(source: bytes, group: bytes, parent: int, outgoing: list[int]) -> bytes:
-    """A forwarding entry: forward (source, group) arriving on ``parent`` out of
-    ``outgoing`` (TTL threshold 1: any datagram with a TTL left to spend)."""
-    ttls = bytes(1 if vif in outgoing else 0 for vif in range(MAXVIFS))
-    return MFCCTL.pack(source, group, parent, ttls, 0, 0, 0, 0)
+def flood_entry(source: bytes, group: bytes, parent: int, outgoing: list[int]) -> bytes:
+    """Forward (source, group) arriving on ``parent`` out of ``outgoing`` (TTL threshold
+    1: any datagram with a TTL left to spend)."""
+    return mfcctl(source, group, parent, bytes(1 if v in outgoing else 0 for v in range(MAXVIFS)))
 
 
 def parse_upcall(data: bytes) -> tuple[int, int, bytes, bytes] | None:
@@ -91,7 +83,7 @@ def serve(interfaces: list[str]) -> int:
         if kind != IGMPMSG_NOCACHE or vif not in vifs:
             continue
         outgoing = [other for other in vifs if other != vif]
-        sock.setsockopt(socket.IPPROTO_IP, MRT_ADD_MFC, mfcctl(source, group, vif, outgoing))
+        sock.setsockopt(socket.IPPROTO_IP, MRT_ADD_MFC, flood_entry(source, group, vif, outgoing))
         _log(
             f"forwarding {ipaddress.IPv4Address(source)} -> {ipaddress.IPv4Address(group)} "
             f"from {interfaces[vif]} to {', '.join(interfaces[o] for o in outgoing)}"
