@@ -1,12 +1,15 @@
-"""Coverage-guided fuzzing with atheris (optional; pytest does not collect this file).
+"""Coverage-guided fuzzing with atheris (a test dependency; test_atheris_campaign.py
+runs every target for a bounded number of inputs, and pytest does not collect this file).
 
-    pip install atheris
     python tests/fuzz/atheris_endpoints.py TARGET [atheris/libFuzzer options]
     python tests/fuzz/atheris_endpoints.py responder -max_total_time=600
 
 TARGET is one of: responder (a Phase 1 responder in Main Mode, fresh, plus
 one half-open negotiation), wire (decode_message in both dialects), push (the
-member's push decoder, open_push).  The seed corpus is tests/fuzz/corpus; new
+member's push decoder, open_push, holding the KEK of the Cisco reference push:
+each input is tried as a datagram and, so that the decoder behind the KEK's
+encryption is reached, as a header and plaintext that the harness encrypts
+under that KEK).  The seed corpus is tests/fuzz/corpus; new
 inputs libFuzzer finds go to a scratch directory unless you name one.  Any
 exception other than DecodeError (wire), and any InternalError event
 (responder), is a crash.
@@ -22,9 +25,11 @@ from pathlib import Path
 import atheris  # type: ignore[import-not-found,import-untyped,unused-ignore]
 
 with atheris.instrument_imports():
+    from groupvpn.crypto.ciphers import CIPHERS, cbc_encrypt
     from groupvpn.gdoi.push import open_push
     from groupvpn.ike.events import InternalError
     from groupvpn.wire.buffer import DecodeError
+    from groupvpn.wire.constants import HEADER_LENGTH
     from groupvpn.wire.dialect import V1, V2
     from groupvpn.wire.message import decode_message
 
@@ -32,6 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import contextlib
 
 from tests.ikepair import INITIATOR_IP, PORT, make_pair
+from tests.unit.test_gdoi_push import cisco_receivers
+from tests.vectors import gdoi_cisco as vec
 
 CORPUS = Path(__file__).parent / "corpus"
 
@@ -53,14 +60,24 @@ def wire(data: bytes) -> None:
             decode_message(data, dialect)
 
 
+CISCO_RECEIVERS = cisco_receivers()
+HEADER = HEADER_LENGTH
+
+
 def push(data: bytes) -> None:
-    open_push(data, {})
+    open_push(data, CISCO_RECEIVERS)
+    if len(data) < HEADER:
+        return
+    plaintext = data[HEADER:] + bytes(-len(data[HEADER:]) % 8)  # whole 3DES blocks
+    ciphertext = cbc_encrypt(CIPHERS["3des-cbc"], vec.KEK_KEY, vec.KEK_IV, plaintext)
+    length = (HEADER + len(ciphertext)).to_bytes(4, "big")
+    open_push(data[:24] + length + ciphertext, CISCO_RECEIVERS)
 
 
 TARGETS: dict[str, tuple[Callable[[bytes], None], tuple[str, ...]]] = {
     "responder": (responder, ("phase1-main", "informational")),
     "wire": (wire, ("phase1-main", "phase1-aggressive", "informational", "pull", "push", "ack")),
-    "push": (push, ("push",)),
+    "push": (push, ("push", "push-plain")),
 }
 
 

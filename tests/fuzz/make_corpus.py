@@ -36,6 +36,7 @@ from tests.unit import member_rekey_net
 from tests.unit.test_gdoi_push import CISCO_PUSH
 from tests.unit.test_server_kek import KEK_GROUP
 from tests.vectors import cisco_loopback
+from tests.vectors import gdoi_cisco as vec
 
 GROUP = replace(KEK_GROUP, server_address=None)
 Receive = Callable[[bytes, tuple[str, int], float], None]
@@ -137,6 +138,11 @@ def main() -> None:
     for name in ("PULL1", "PULL2", "PULL3", "PULL4"):
         _write("pull", f"cisco-{name.lower()}", getattr(cisco_loopback, name))
     _write("push", "cisco-push", CISCO_PUSH)
+    # Header and plaintext, for the atheris push target, which encrypts it under the
+    # Cisco KEK it holds (gdoi-wire.md §9).
+    suite = ciphers.CIPHERS["3des-cbc"]
+    plaintext = ciphers.cbc_decrypt(suite, vec.KEK_KEY, vec.KEK_IV, CISCO_PUSH[HEADER_LENGTH:])
+    _write("push-plain", "cisco-push", CISCO_PUSH[:HEADER_LENGTH] + plaintext)
 
 
 if __name__ == "__main__":
