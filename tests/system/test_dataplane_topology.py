@@ -20,6 +20,7 @@ state and rekeys, and nothing of it left afterwards (the last test tears it down
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -259,37 +260,74 @@ def test_a_member_whose_group_clock_is_beyond_the_window_is_rejected(lab: Lab) -
 # -- rekey --------------------------------------------------------------------------------------
 
 
-def test_a_stream_loses_nothing_across_an_operator_rekey(lab: Lab) -> None:
+class Stream:
+    """What a UDP stream from host1 to host2 sent and what arrived (udp_stream.py)."""
+
+    def __init__(self, seconds: int) -> None:
+        self.seconds = seconds
+        self.sent = 0
+        self.got: dict[str, Any] = {}
+
+    def assert_nothing_lost(self) -> None:
+        assert self.sent == STREAM_RATE * self.seconds
+        missing = sorted(set(range(1, self.sent + 1)) - set(self.got["received"]))
+        assert missing == [] and self.got["duplicates"] == 0, f"lost {len(missing)}: {missing[:20]}"
+
+
+@contextlib.contextmanager
+def stream(lab: Lab, port: int, seconds: int) -> Iterator[Stream]:
+    """STREAM_RATE numbered datagrams a second from host1 to host2 for ``seconds``; the
+    block runs while they flow, and the stream's end is awaited after it."""
     host1, host2 = HOST["host1"], HOST["host2"]
-    (policy,) = [name for name, flow in TOPOLOGY.group_policies().items()
-                 if flow == ("10.11.0.0/16", "10.12.0.0/16")]  # fmt: skip
-    server = lab.control("server")
-    old = server_spis(server)[policy]
-    capture = demo.Background.start(lab, "core", "capture")
-    receiver_process = tool(lab, "host2", "tests.system.udp_stream", "receive", host2,
-                            str(STREAM_PORT))  # fmt: skip
+    run = Stream(seconds)
+    receiver_process = tool(lab, "host2", "tests.system.udp_stream", "receive", host2, str(port))
     receiver = demo.Background("udp_stream receive in host2", receiver_process)
     sender = None
     try:
         assert receiver_process.stdout is not None
         assert receiver_process.stdout.readline().strip() == "ready"
         sender = tool(lab, "host1", "tests.system.udp_stream", "send", host1, host2,
-                      str(STREAM_PORT), str(STREAM_RATE), str(STREAM_SECONDS))  # fmt: skip
-        rekey(server)
-        new = server_spis(server)[policy]
-        out, _ = sender.communicate(timeout=STREAM_SECONDS + 20)
-        sent = json.loads(out.strip().splitlines()[-1])["sent"]
+                      str(port), str(STREAM_RATE), str(seconds))  # fmt: skip
+        yield run
+        out, _ = sender.communicate(timeout=seconds + 20)
+        run.sent = json.loads(out.strip().splitlines()[-1])["sent"]
         time.sleep(0.5)
     finally:
         if sender is not None and sender.poll() is None:
             sender.kill()
             sender.communicate()
-        got = receiver.stop()
+        run.got = receiver.stop()
+
+
+def policy_from_host1_to_host2() -> str:
+    (policy,) = [name for name, flow in TOPOLOGY.group_policies().items()
+                 if flow == ("10.11.0.0/16", "10.12.0.0/16")]  # fmt: skip
+    return policy
+
+
+def keys_from_host1_to_host2(lab: Lab, member: str) -> dict[str, str]:
+    """The member's keys for that policy: SPI -> state."""
+    return {
+        k["spi"]: k["state"]
+        for k in member_keys(lab.control(member))
+        if (k["source"], k["destination"]) == ("10.11.0.0/16", "10.12.0.0/16")
+    }
+
+
+def test_a_stream_loses_nothing_across_an_operator_rekey(lab: Lab) -> None:
+    host1, host2 = HOST["host1"], HOST["host2"]
+    policy = policy_from_host1_to_host2()
+    server = lab.control("server")
+    old = server_spis(server)[policy]
+    capture = demo.Background.start(lab, "core", "capture")
+    try:
+        with stream(lab, STREAM_PORT, STREAM_SECONDS) as run:
+            rekey(server)
+            new = server_spis(server)[policy]
+    finally:
         flows = capture.stop()["flows"]
     assert new != old
-    assert sent == STREAM_RATE * STREAM_SECONDS
-    missing = sorted(set(range(1, sent + 1)) - set(got["received"]))
-    assert missing == [] and got["duplicates"] == 0, f"lost {len(missing)}: {missing[:20]}"
+    run.assert_nothing_lost()
     # The stream crossed the core under the old SPI, then the new one.
     spis = {
         f["detail"]: f["packets"]
@@ -297,15 +335,11 @@ def test_a_stream_loses_nothing_across_an_operator_rekey(lab: Lab) -> None:
         if (f["protocol"], f["source"], f["destination"]) == ("esp", host1, host2)
     }
     assert spis.get(f"spi {old}", 0) > 0 and spis.get(f"spi {new}", 0) > 0, spis
-    assert sum(spis.values()) == sent, spis
+    assert sum(spis.values()) == run.sent, spis
     # Both ends show the new key active and the old one retiring (it decrypts until its
     # hard lifetime, encrypts no more).
     for member in ("member1", "member2"):
-        keys = {
-            k["spi"]: k["state"]
-            for k in member_keys(lab.control(member))
-            if (k["source"], k["destination"]) == ("10.11.0.0/16", "10.12.0.0/16")
-        }
+        keys = keys_from_host1_to_host2(lab, member)
         assert keys == {new: "active", old: "retiring"}, (member, keys)
 
 
@@ -313,24 +347,13 @@ def test_a_stream_loses_nothing_while_the_key_server_is_killed_and_restarted(lab
     """Issue 6: kill -9 of the key server in the middle of a stream, a restart on its
     stored state, then a rekey: not one packet is lost for lack of keys, the restarted
     server has the same keys, and no member registers again."""
-    host1, host2 = HOST["host1"], HOST["host2"]
-    (policy,) = [name for name, flow in TOPOLOGY.group_policies().items()
-                 if flow == ("10.11.0.0/16", "10.12.0.0/16")]  # fmt: skip
+    policy = policy_from_host1_to_host2()
     server = lab.control("server")
     before = server_spis(server)
     registered_before = set(daemons.registered_members(lab))
-    receiver_process = tool(lab, "host2", "tests.system.udp_stream", "receive", host2,
-                            str(STREAM_PORT + 1))  # fmt: skip
-    receiver = demo.Background("udp_stream receive in host2", receiver_process)
-    sender = None
     # The rekey comes about 8 s in; its keys encrypt 2 x ATD after they arrive, and a v1
     # member, which RFC 3547 cannot tell the server's ATD, uses the Junos default 15 s.
-    seconds = 45
-    try:
-        assert receiver_process.stdout is not None
-        assert receiver_process.stdout.readline().strip() == "ready"
-        sender = tool(lab, "host1", "tests.system.udp_stream", "send", host1, host2,
-                      str(STREAM_PORT + 1), str(STREAM_RATE), str(seconds))  # fmt: skip
+    with stream(lab, STREAM_PORT + 1, seconds=45) as run:
         time.sleep(3)
         pid = lab.recorded_pids()["server"]
         os.kill(pid, signal.SIGKILL)
@@ -346,27 +369,13 @@ def test_a_stream_loses_nothing_while_the_key_server_is_killed_and_restarted(lab
         assert server_spis(server) == before  # the same keys, not new ones
         rekey(server)
         new = server_spis(server)[policy]
-        out, _ = sender.communicate(timeout=seconds + 20)
-        sent = json.loads(out.strip().splitlines()[-1])["sent"]
-        time.sleep(0.5)
-    finally:
-        if sender is not None and sender.poll() is None:
-            sender.kill()
-            sender.communicate()
-        got = receiver.stop()
     assert new != before[policy]
-    assert sent == STREAM_RATE * seconds
-    missing = sorted(set(range(1, sent + 1)) - set(got["received"]))
-    assert missing == [] and got["duplicates"] == 0, f"lost {len(missing)}: {missing[:20]}"
+    run.assert_nothing_lost()
     assert set(daemons.registered_members(lab)) == registered_before
     for member in TOPOLOGY.members:
         assert "registering again" not in lab.log(member).read_text(), member
-        keys = {
-            k["spi"]: k["state"]
-            for k in member_keys(lab.control(member))
-            if (k["source"], k["destination"]) == ("10.11.0.0/16", "10.12.0.0/16")
-        }
-        assert keys.get(new) == "active", (member, keys)
+        keys = keys_from_host1_to_host2(lab, member)
+        assert keys.get(new) == "active", (member, keys)  # the rekey after the restart arrived
 
 
 # -- removal ------------------------------------------------------------------------------------
