@@ -111,3 +111,17 @@ def test_a_refused_start_keeps_nothing_and_a_cached_setup_is_checked_too(
     assert (state / COMPILED_FILE).exists()
     with pytest.raises(SetupError, match="refused by the command line"):
         load_compiled_server_setup(config, state, refuse)  # the compiled copy is checked
+
+
+def test_a_state_directory_others_can_read_is_left_to_the_daemon_to_refuse(
+    config: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    """The daemon stops on such a directory with a way out; no second message about the
+    compiled copy before it, and nothing is written there."""
+    state = tmp_path / "state"
+    state.mkdir(mode=0o755)
+    state.chmod(0o755)
+    with caplog.at_level(logging.DEBUG, logger="groupvpn"):
+        setup = load_compiled_server_setup(config, state, _accept_all)
+    assert setup == load_server_setup(config)
+    assert caplog.text == "" and list(state.iterdir()) == []

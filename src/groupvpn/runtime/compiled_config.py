@@ -71,6 +71,9 @@ def load_compiled_server_setup(
     check(setup)
     try:
         directory.prepare()
+    except StateError:
+        return setup  # the daemon stops on it, with the same words, once
+    try:
         data = pickle.dumps(setup, protocol=pickle.HIGHEST_PROTOCOL)
         directory.write_file(COMPILED_FILE, digest + data)
     except (StateError, pickle.PicklingError) as exc:
