@@ -42,7 +42,7 @@ def vifctl(vifi: int, ifindex: int, threshold: int = FORWARD) -> bytes:
 def mfcctl(origin: bytes, group: bytes, parent: int, ttls: bytes) -> bytes:
     """A forwarding entry: (origin, group) arriving on vif ``parent`` leaves by every vif
     whose TTL threshold in ``ttls`` (one octet per vif, ``MAXVIFS`` of them) is below
-    the datagram's TTL; 0 means never.  ``origin`` 0.0.0.0 is any source."""
+    the datagram's TTL; 0 and 255 mean never.  ``origin`` 0.0.0.0 is any source."""
     if len(ttls) != MAXVIFS:
         raise ValueError(f"{len(ttls)} TTL thresholds, the kernel takes {MAXVIFS}")
     return MFCCTL.pack(origin, group, parent, ttls, 0, 0, 0, 0)

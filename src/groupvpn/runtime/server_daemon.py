@@ -78,10 +78,12 @@ def dialect_problem(setup: ServerSetup, dialect: Dialect) -> str | None:
 async def run_server(
     config_path: Path, setup: ServerSetup, options: DaemonOptions, state_dir: Path
 ) -> int:
-    """Serve until told to stop; 0 on a clean stop."""
+    """Serve until told to stop; 0 on a clean stop.
+
+    ``setup`` has passed :func:`dialect_problem` for ``options.dialect`` (the command
+    checks it before it keeps anything in ``state_dir``).
+    """
     loop = asyncio.get_running_loop()
-    if (problem := dialect_problem(setup, options.dialect)) is not None:
-        raise StartupError(problem)
     daemon = Daemon(options)
     daemon.describers.append(rekey_events.describe)
     statistics = ServerStatistics(loop.time())

@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Iterable
 
 from groupvpn.ike.endpoint import IkeEndpoint
-from groupvpn.runtime.views import Clock, JsonDict
+from groupvpn.runtime.views import Clock, JsonDict, phase1_drop_counts
 from groupvpn.server.groups import GroupKeyServer
 from groupvpn.server.statistics import ServerStatistics
 
@@ -25,14 +25,6 @@ def statistics_view(
     configured = [(d.name, d.group_id) for d in groups.definitions()]
     return statistics.view(configured, dict(members), clock.now, clock.utc(statistics.since),
                            phase1_drop_counts(endpoints))  # fmt: skip
-
-
-def phase1_drop_counts(endpoints: Iterable[IkeEndpoint]) -> Counter[str]:
-    """Every IKE endpoint's Phase 1 drops since it started, by reason, added up."""
-    total: Counter[str] = Counter()
-    for endpoint in endpoints:
-        total.update({reason.value: count for reason, count in endpoint.drop_counts.items()})
-    return total
 
 
 def clear_statistics(

@@ -9,6 +9,7 @@ seconds or UTC timestamps.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -34,14 +35,12 @@ class Clock:
 
 
 def ike_security_associations(endpoints: Iterable[IkeEndpoint], clock: Clock) -> JsonDict:
+    endpoints = list(endpoints)
     rows = []
-    half_open = 0
-    dropped: dict[str, int] = {}
+    # Negotiations waiting for MM3, and Phase 1 drops by reason (docs/hostile-network.md).
+    half_open = sum(endpoint.half_open_count() for endpoint in endpoints)
+    dropped = dict(phase1_drop_counts(endpoints))
     for endpoint in endpoints:
-        # Negotiations waiting for MM3, and Phase 1 drops by reason (docs/hostile-network.md).
-        half_open += endpoint.half_open_count()
-        for reason, count in endpoint.drop_counts.items():
-            dropped[reason.value] = dropped.get(reason.value, 0) + count
         for sa in endpoint.established():
             expires = sa.established_at + sa.lifetime_seconds
             rows.append(
@@ -77,3 +76,11 @@ def selectors(source: object, destination: object, sport: int, dport: int, proto
         "destination-port": dport,
         "protocol": proto,
     }
+
+
+def phase1_drop_counts(endpoints: Iterable[IkeEndpoint]) -> Counter[str]:
+    """Every IKE endpoint's Phase 1 drops since it started, by reason, added up."""
+    total: Counter[str] = Counter()
+    for endpoint in endpoints:
+        total.update({reason.value: count for reason, count in endpoint.drop_counts.items()})
+    return total
